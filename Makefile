@@ -1,0 +1,34 @@
+# Targets for developers and CI. Tests need redis-server on PATH; `make test`
+# installs it with deploy/install-deps.sh. NATS is embedded, nothing to install.
+
+.PHONY: deps test test-short bench fuzz vet build dev
+
+deps:
+	./deploy/install-deps.sh
+
+test: deps
+	go test -race -count=1 -timeout 30m ./...
+
+test-short:
+	go test -short -count=1 ./...
+
+bench:
+	go run ./cmd/sharesbench $(BENCHFLAGS)
+
+fuzz:
+	go test ./events/ -run=XXX -fuzz=FuzzDecode -fuzztime=60s
+
+vet:
+	go vet ./...
+	@unformatted="$$(gofmt -l .)" || exit 1; \
+	if [ -n "$$unformatted" ]; then \
+		echo "gofmt -l: these files need gofmt -w:" >&2; \
+		echo "$$unformatted" >&2; \
+		exit 1; \
+	fi
+
+build:
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o bin/sharesd ./cmd/sharesd
+
+dev:
+	go run ./cmd/sharesd dev

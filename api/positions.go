@@ -1,0 +1,82 @@
+package api
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Positions follows the position the projector announces after each batch
+// it applies, so a ?minSeq request waits for a notification instead of
+// polling Redis.
+type Positions struct {
+	mu    sync.Mutex
+	pos   uint64
+	moved chan struct{} // closed and replaced whenever pos moves
+}
+
+// NewPositions returns a Positions at position 0.
+func NewPositions() *Positions { return &Positions{moved: make(chan struct{})} }
+
+// Set records that the projector has applied the stream up to pos.
+func (p *Positions) Set(pos uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pos <= p.pos {
+		return
+	}
+	p.pos = pos
+	close(p.moved)
+	p.moved = make(chan struct{})
+}
+
+// Wait waits until the position reaches n, at most d or until ctx ends, and
+// reports whether it did.
+func (p *Positions) Wait(ctx context.Context, n uint64, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		p.mu.Lock()
+		pos, moved := p.pos, p.moved
+		p.mu.Unlock()
+		if pos >= n {
+			return true
+		}
+		select {
+		case <-moved:
+		case <-t.C:
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// Follow feeds p from the projector's announcements until ctx ends.
+// initial reads the position already reached, after each (re)subscription.
+func (p *Positions) Follow(ctx context.Context, logger *slog.Logger, sub *redis.PubSub, initial func(context.Context) (uint64, error)) {
+	defer sub.Close()
+	ch := sub.Channel(redis.WithChannelHealthCheckInterval(5 * time.Second))
+	if pos, err := initial(ctx); err == nil {
+		p.Set(pos)
+	} else if ctx.Err() == nil {
+		logger.WarnContext(ctx, "read projector position", "err", err)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-ch:
+			if !ok {
+				return
+			}
+			if n, err := strconv.ParseUint(m.Payload, 10, 64); err == nil {
+				p.Set(n)
+			}
+		}
+	}
+}

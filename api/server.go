@@ -1,0 +1,77 @@
+// Package api is the HTTP API of sharesd: GET /v1/renders/{id}/shares
+// answered from the Redis read model, plus health, metrics and the OpenAPI
+// description. It imports projector/readmodel, never the projector.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/craftkit/sharesd/projector/readmodel"
+)
+
+// Config configures the API. Zero durations take the defaults.
+type Config struct {
+	Env          string        // "live" or "test": the keys this server accepts
+	ShareBase    string        // share base of projects that set none, no trailing slash
+	MinSeqWait   time.Duration // longest ?minSeq wait (default 2s)
+	KeyCacheTTL  time.Duration // how long a key lookup is reused (default 500ms)
+	KeyCacheSize int           // most keys cached (default 10000)
+
+	// Ready reports whether the process can serve (for /readyz); nil means
+	// always ready.
+	Ready func(ctx context.Context) error
+	// Metrics serves /metrics when set.
+	Metrics http.Handler
+	// Observe records each request's duration by route and status when set.
+	Observe func(route string, status int, d time.Duration)
+	// HealthOnly serves only health, metrics and the OpenAPI description:
+	// the HTTP side of a projector-only process.
+	HealthOnly bool
+}
+
+func (c *Config) defaults() {
+	if c.Env == "" {
+		c.Env = "live"
+	}
+	if c.MinSeqWait <= 0 {
+		c.MinSeqWait = 2 * time.Second
+	}
+	if c.KeyCacheTTL <= 0 {
+		c.KeyCacheTTL = 500 * time.Millisecond
+	}
+	if c.KeyCacheSize <= 0 {
+		c.KeyCacheSize = 10000
+	}
+}
+
+// Store is what the API reads: *readmodel.Store.
+type Store interface {
+	List(ctx context.Context, projectID, renderID string, have *readmodel.Versions) (*readmodel.List, error)
+	Key(ctx context.Context, hash string) (readmodel.Key, error)
+}
+
+type server struct {
+	logger    *slog.Logger
+	store     Store
+	positions *Positions
+	keys      *keyCache
+	cfg       Config
+}
+
+// NewServer returns the API's handler. positions may be nil, in which case
+// ?minSeq reads once without waiting.
+func NewServer(logger *slog.Logger, store Store, positions *Positions, cfg Config) http.Handler {
+	cfg.defaults()
+	s := &server{logger: logger, store: store, positions: positions, cfg: cfg,
+		keys: newKeyCache(store, cfg.KeyCacheTTL, cfg.KeyCacheSize)}
+	r := mux.NewRouter()
+	addRoutes(r, s)
+	r.Use(nameRoute)
+	// Wrapped from the outside: router.Use would skip 404 and 405.
+	return withRequestID(withLogging(logger, cfg.Observe, noBody(r)))
+}

@@ -1,0 +1,159 @@
+package api
+
+import (
+	"errors"
+	"hash/fnv"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/gorilla/mux"
+
+	"github.com/craftkit/sharesd/projector/readmodel"
+)
+
+var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// handleListShares answers GET /v1/renders/{id}/shares from one Redis round
+// trip. The ETag is the render's list version and its project's share-base
+// version (plus a fingerprint of this server's configuration), so it changes
+// exactly when the body would; If-None-Match answers 304 without reading the
+// shares. ?minSeq=n waits (bounded) until the projector has applied the
+// stream up to n. X-Projection-Seq is the render's applied stream sequence.
+func handleListShares(logger *slog.Logger, store Store, positions *Positions, cfg Config) http.Handler {
+	tag := configTag(cfg)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		id, ok := normalizeUUID(mux.Vars(r)["id"])
+		if !ok {
+			writeError(w, codeNotFound, "render not found")
+			return
+		}
+		minSeq, err := parseMinSeq(r)
+		if err != nil {
+			writeError(w, codeBadRequest, err.Error())
+			return
+		}
+		have, star := parseIfNoneMatch(r.Header.Get("If-None-Match"), tag)
+		project := projectFrom(ctx)
+		list, err := store.List(ctx, project, id, have)
+		if err == nil && minSeq > list.Seq && positions != nil {
+			if positions.Wait(ctx, minSeq, cfg.MinSeqWait) {
+				list, err = store.List(ctx, project, id, have)
+			}
+		}
+		switch {
+		case errors.Is(err, readmodel.ErrNotFound):
+			writeError(w, codeNotFound, "render not found")
+			return
+		case err != nil:
+			logger.ErrorContext(ctx, "list shares", "request_id", requestID(ctx), "render_id", id, "err", err)
+			unavailable(w)
+			return
+		}
+		h := w.Header()
+		h.Set("ETag", etag(list.Ver, list.ProjectVer, tag))
+		h.Set("X-Projection-Seq", strconv.FormatUint(list.Seq, 10))
+		h.Set("Cache-Control", "private, no-cache")
+		h.Set("Vary", "Authorization")
+		if list.NotModified || star {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		bp := bufs.Get().(*[]byte)
+		defer bufs.Put(bp)
+		body := append((*bp)[:0], `{"shares":`...)
+		body, err = list.AppendJSON(body, cfg.ShareBase)
+		if err != nil {
+			h.Del("ETag")
+			logger.ErrorContext(ctx, "render shares", "request_id", requestID(ctx), "render_id", id, "err", err)
+			unavailable(w)
+			return
+		}
+		body = append(body, "}\n"...)
+		*bp = body
+		h.Set("Content-Type", "application/json")
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(body)
+	})
+}
+
+func unavailable(w http.ResponseWriter) {
+	writeError(w, codeUnavailable, "shares are temporarily unavailable; retry shortly")
+}
+
+// configTag fingerprints what else shapes the body: the default share base.
+func configTag(cfg Config) string {
+	h := fnv.New32a()
+	h.Write([]byte(cfg.ShareBase))
+	return strconv.FormatUint(uint64(h.Sum32()), 36)
+}
+
+func etag(ver, projectVer uint64, tag string) string {
+	return `"` + strconv.FormatUint(ver, 10) + "." + strconv.FormatUint(projectVer, 10) + "." + tag + `"`
+}
+
+// parseIfNoneMatch finds, in an If-None-Match header, an ETag of ours made
+// with this configuration, and reports whether it is "*".
+func parseIfNoneMatch(h, tag string) (*readmodel.Versions, bool) {
+	if h == "" {
+		return nil, false
+	}
+	if strings.TrimSpace(h) == "*" {
+		return nil, true
+	}
+	for _, t := range strings.Split(h, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		t = strings.Trim(t, `"`)
+		parts := strings.Split(t, ".")
+		if len(parts) != 3 || parts[2] != tag {
+			continue
+		}
+		ver, err1 := strconv.ParseUint(parts[0], 10, 64)
+		pver, err2 := strconv.ParseUint(parts[1], 10, 64)
+		if err1 == nil && err2 == nil {
+			return &readmodel.Versions{Ver: ver, ProjectVer: pver}, false
+		}
+	}
+	return nil, false
+}
+
+func parseMinSeq(r *http.Request) (uint64, error) {
+	if r.URL.RawQuery == "" {
+		return 0, nil
+	}
+	v := r.URL.Query().Get("minSeq")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, errors.New("minSeq: want a stream sequence (a non-negative integer), got " + strconv.Quote(v))
+	}
+	return n, nil
+}
+
+// normalizeUUID returns a canonical UUID in lowercase, or false.
+func normalizeUUID(s string) (string, bool) {
+	if len(s) != 36 {
+		return "", false
+	}
+	b := []byte(s)
+	for i, c := range b {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return "", false
+			}
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
+		case c >= 'A' && c <= 'F':
+			b[i] = c + ('a' - 'A')
+		default:
+			return "", false
+		}
+	}
+	return string(b), true
+}

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+)
+
+// Config is every setting of sharesd. Each is a flag whose default comes
+// from an environment variable, so flags, environment and tests share it.
+type Config struct {
+	NATSURL       string
+	RedisURL      string
+	HTTPAddr      string
+	ShareBase     string
+	Env           string
+	LogLevel      string
+	LogFormat     string
+	DedupeHorizon time.Duration
+	MinSeqWait    time.Duration
+	BatchSize     int
+}
+
+// envVars names the environment variable of each setting; the compose-file
+// test checks that every variable it sets is one of these.
+var envVars = []string{"NATS_URL", "REDIS_URL", "HTTP_ADDR", "SHARE_BASE_URL", "CRAFTKIT_ENV", "LOG_LEVEL", "LOG_FORMAT", "DEDUPE_HORIZON", "MIN_SEQ_WAIT", "BATCH_SIZE"}
+
+func envOr(getenv func(string) string, name, def string) string {
+	if v := getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// durationVar registers a duration flag defaulting to an environment
+// variable; a malformed variable is reported by validate, not ignored.
+type envErrors []error
+
+func (e *envErrors) duration(getenv func(string) string, name string, def time.Duration) time.Duration {
+	v := getenv(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		*e = append(*e, fmt.Errorf("%s: got %q, want a duration such as 24h or 500ms", name, v))
+		return def
+	}
+	return d
+}
+
+func (e *envErrors) int(getenv func(string) string, name string, def int) int {
+	v := getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		*e = append(*e, fmt.Errorf("%s: got %q, want an integer", name, v))
+		return def
+	}
+	return n
+}
+
+// newFlagSet returns a flag set for a subcommand with the settings it uses.
+// which lists the setting groups: "nats", "redis", "http", "api", "projector".
+func newFlagSet(name string, env *environment, cfg *Config, which ...string) (*flag.FlagSet, *envErrors) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(env.stderr)
+	g := env.getenv
+	errs := &envErrors{}
+	has := func(s string) bool {
+		for _, w := range which {
+			if w == s {
+				return true
+			}
+		}
+		return false
+	}
+	fs.StringVar(&cfg.LogLevel, "log-level", envOr(g, "LOG_LEVEL", "info"), "log level: debug, info, warn or error (env LOG_LEVEL)")
+	fs.StringVar(&cfg.LogFormat, "log-format", envOr(g, "LOG_FORMAT", "auto"), "log format: json, text, or auto (text on a terminal) (env LOG_FORMAT)")
+	if has("nats") {
+		fs.StringVar(&cfg.NATSURL, "nats-url", envOr(g, "NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL (env NATS_URL)")
+	}
+	if has("redis") {
+		fs.StringVar(&cfg.RedisURL, "redis-url", envOr(g, "REDIS_URL", "redis://127.0.0.1:6379"), "Redis URL, redis://, rediss:// or unix:// (env REDIS_URL)")
+		fs.DurationVar(&cfg.DedupeHorizon, "dedupe-horizon", errs.duration(g, "DEDUPE_HORIZON", 24*time.Hour), "how long event ids are remembered to drop republished duplicates (env DEDUPE_HORIZON)")
+	}
+	if has("http") {
+		fs.StringVar(&cfg.HTTPAddr, "http-addr", envOr(g, "HTTP_ADDR", ":8080"), "HTTP listen address (env HTTP_ADDR)")
+	}
+	if has("api") {
+		fs.StringVar(&cfg.ShareBase, "share-base-url", envOr(g, "SHARE_BASE_URL", "https://www.craftkit.dev"), "share base of projects without their own (env SHARE_BASE_URL)")
+		fs.StringVar(&cfg.Env, "env", envOr(g, "CRAFTKIT_ENV", "live"), "key environment this server accepts: live or test (env CRAFTKIT_ENV)")
+		fs.DurationVar(&cfg.MinSeqWait, "min-seq-wait", errs.duration(g, "MIN_SEQ_WAIT", 2*time.Second), "longest wait of a ?minSeq request (env MIN_SEQ_WAIT)")
+	}
+	if has("projector") {
+		fs.IntVar(&cfg.BatchSize, "batch-size", errs.int(g, "BATCH_SIZE", 512), "events applied per Redis round trip (env BATCH_SIZE)")
+	}
+	return fs, errs
+}
+
+// parse parses args and validates the result, naming both spellings of a
+// bad setting.
+func parse(fs *flag.FlagSet, errs *envErrors, cfg *Config, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+	}
+	all := append([]error(nil), *errs...)
+	bad := func(flagName, envName, got, want string) {
+		all = append(all, fmt.Errorf("-%s / %s: got %q, want %s", flagName, envName, got, want))
+	}
+	switch cfg.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level", "LOG_LEVEL", cfg.LogLevel, "debug, info, warn or error")
+	}
+	switch cfg.LogFormat {
+	case "auto", "json", "text":
+	default:
+		bad("log-format", "LOG_FORMAT", cfg.LogFormat, "auto, json or text")
+	}
+	if fs.Lookup("env") != nil && cfg.Env != "live" && cfg.Env != "test" {
+		bad("env", "CRAFTKIT_ENV", cfg.Env, "live or test")
+	}
+	if fs.Lookup("share-base-url") != nil {
+		u, err := url.Parse(cfg.ShareBase)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			bad("share-base-url", "SHARE_BASE_URL", cfg.ShareBase, "an absolute http(s) URL without query, such as https://www.craftkit.dev")
+		}
+		cfg.ShareBase = strings.TrimSuffix(cfg.ShareBase, "/")
+	}
+	if fs.Lookup("nats-url") != nil {
+		if u, err := url.Parse(cfg.NATSURL); err != nil || u.Host == "" {
+			bad("nats-url", "NATS_URL", cfg.NATSURL, "a URL such as nats://127.0.0.1:4222")
+		}
+	}
+	if fs.Lookup("redis-url") != nil {
+		if u, err := url.Parse(cfg.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+			bad("redis-url", "REDIS_URL", cfg.RedisURL, "a URL such as redis://127.0.0.1:6379")
+		}
+		if cfg.DedupeHorizon <= 0 {
+			bad("dedupe-horizon", "DEDUPE_HORIZON", cfg.DedupeHorizon.String(), "a positive duration")
+		}
+	}
+	if fs.Lookup("min-seq-wait") != nil && (cfg.MinSeqWait <= 0 || cfg.MinSeqWait > time.Minute) {
+		bad("min-seq-wait", "MIN_SEQ_WAIT", cfg.MinSeqWait.String(), "a duration between 1ms and 1m")
+	}
+	if fs.Lookup("batch-size") != nil && (cfg.BatchSize < 1 || cfg.BatchSize > 10000) {
+		bad("batch-size", "BATCH_SIZE", strconv.Itoa(cfg.BatchSize), "1 to 10000")
+	}
+	return errors.Join(all...)
+}
+
+// newLogger builds the process's logger: JSON unless on a terminal.
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	text := cfg.LogFormat == "text"
+	if cfg.LogFormat == "auto" {
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			text = true
+		}
+	}
+	if text {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

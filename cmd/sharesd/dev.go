@@ -1,0 +1,171 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/redis/go-redis/v9"
+)
+
+// runDev runs the whole stack in one process: an embedded NATS server with
+// JetStream (its store under -data-dir survives restarts), a redis-server
+// child (or an in-process Redis when none is installed; the read model is
+// rebuilt from the stream on every start), the projector and the API. It
+// publishes the demo project once and prints a curl that lists it.
+func runDev(ctx context.Context, env *environment, args []string) error {
+	var cfg Config
+	fs, errs := newFlagSet("dev", env, &cfg, "http", "api", "projector")
+	dataDir := fs.String("data-dir", envOr(env.getenv, "DATA_DIR", ".sharesd-dev"), "where the embedded NATS keeps the stream (env DATA_DIR)")
+	natsListen := fs.String("nats-listen", envOr(env.getenv, "NATS_LISTEN", "127.0.0.1:-1"), "address of the embedded NATS server; port -1 picks a free one (env NATS_LISTEN)")
+	cfg.DedupeHorizon = 24 * time.Hour
+	if err := parse(fs, errs, &cfg, args); err != nil {
+		return err
+	}
+	logger := newLogger(cfg, env.stderr)
+
+	ns, err := startNATS(*natsListen, filepath.Join(*dataDir, "nats"))
+	if err != nil {
+		return err
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	cfg.NATSURL = ns.ClientURL()
+
+	redisURL, stopRedis, err := startRedis(filepath.Join(*dataDir, "redis"), logger)
+	if err != nil {
+		return err
+	}
+	defer stopRedis()
+	cfg.RedisURL = redisURL
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("-http-addr / HTTP_ADDR: %w (another sharesd dev running? pick another with -http-addr :8081)", err)
+	}
+	ready := make(chan struct{})
+	go announceDemo(ctx, env.stdout, logger, cfg, ln.Addr().String(), ready)
+	return serve(ctx, logger, cfg, ln, true, true, ready)
+}
+
+func startNATS(listen, storeDir string) (*server.Server, error) {
+	host, portStr, err := net.SplitHostPort(listen)
+	if err != nil {
+		return nil, fmt.Errorf("-nats-listen / NATS_LISTEN: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("-nats-listen / NATS_LISTEN: port %q: %w", portStr, err)
+	}
+	ns, err := server.NewServer(&server.Options{
+		Host: host, Port: port, JetStream: true, StoreDir: storeDir, NoLog: true, NoSigs: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded nats: not ready after 10s")
+	}
+	return ns, nil
+}
+
+// startRedis starts redis-server on a free loopback port without
+// persistence, or an in-process Redis when redis-server is not installed.
+func startRedis(dir string, logger *slog.Logger) (string, func(), error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		mr := miniredis.NewMiniRedis()
+		if err := mr.Start(); err != nil {
+			return "", nil, fmt.Errorf("in-process redis: %w", err)
+		}
+		logger.Warn("redis-server not found: using an in-process Redis (install redis-server for the real thing)")
+		return "redis://" + mr.Addr(), mr.Close, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", dir, "--maxmemory-policy", "noeviction")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("redis-server: %w", err)
+	}
+	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	url := "redis://127.0.0.1:" + port
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port})
+	defer rdb.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if rdb.Ping(context.Background()).Err() == nil {
+			return url, stop, nil
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, fmt.Errorf("redis-server did not answer within 10s: %s", strings.TrimSpace(out.String()))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// announceDemo seeds the demo project once the stack is up, waits until
+// the API lists it and prints the curl that does.
+func announceDemo(ctx context.Context, w io.Writer, logger *slog.Logger, cfg Config, addr string, ready <-chan struct{}) {
+	select {
+	case <-ready:
+	case <-ctx.Done():
+		return
+	}
+	nc, js, err := connectNATS(cfg.NATSURL, logger, false)
+	if err != nil {
+		logger.Error("seed demo", "err", err)
+		return
+	}
+	defer nc.Close()
+	var added bool
+	for ctx.Err() == nil {
+		if added, err = seedDemo(ctx, js); err == nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond) // the projector creates the stream
+	}
+	if host, port, err := net.SplitHostPort(addr); err == nil && (host == "::" || host == "0.0.0.0" || host == "") {
+		addr = "localhost:" + port
+	}
+	curl := demoCurl(addr)
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/renders/"+demoRender+"/shares", nil)
+		req.Header.Set("Authorization", "Bearer "+demoKey)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	printSeed(w, added)
+	fmt.Fprintf(w, "\nsharesd dev is up. Try:\n\n  %s\n\nNATS: %s  (Ctrl-C stops)\n", curl, cfg.NATSURL)
+}

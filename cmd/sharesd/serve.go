@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	group "github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/craftkit/sharesd/api"
+	"github.com/craftkit/sharesd/projector"
+	"github.com/craftkit/sharesd/projector/readmodel"
+)
+
+func runServe(ctx context.Context, env *environment, args []string) error {
+	return serveMode(ctx, env, "serve", args, true, true)
+}
+
+func runProjector(ctx context.Context, env *environment, args []string) error {
+	return serveMode(ctx, env, "projector", args, true, false)
+}
+
+func runAPI(ctx context.Context, env *environment, args []string) error {
+	return serveMode(ctx, env, "api", args, false, true)
+}
+
+func serveMode(ctx context.Context, env *environment, name string, args []string, withProjector, withAPI bool) error {
+	var cfg Config
+	groups := []string{"redis", "http"}
+	if withProjector {
+		groups = append(groups, "nats", "projector")
+	}
+	if withAPI {
+		groups = append(groups, "api")
+	}
+	fs, errs := newFlagSet(name, env, &cfg, groups...)
+	if err := parse(fs, errs, &cfg, args); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("-http-addr / HTTP_ADDR: %w", err)
+	}
+	return serve(ctx, newLogger(cfg, env.stderr), cfg, ln, withProjector, withAPI, nil)
+}
+
+// serve runs the projector and/or the API on ln until ctx ends. ready, if
+// not nil, is closed once everything is wired and listening.
+func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener, withProjector, withAPI bool, ready chan<- struct{}) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var (
+		proj *projector.Projector
+		nc   *nats.Conn
+		js   jetstream.JetStream
+	)
+	if withProjector {
+		var err error
+		nc, js, err = connectNATS(cfg.NATSURL, logger, true)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		rdb, err := redisClient(cfg.RedisURL, false)
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		store := readmodel.New(rdb, cfg.DedupeHorizon)
+		proj = projector.New(js, store, logger.With("component", "projector"), projector.NewMetrics(reg),
+			projector.Config{BatchSize: cfg.BatchSize})
+	}
+
+	apiRDB, err := redisClient(cfg.RedisURL, true)
+	if err != nil {
+		return err
+	}
+	defer apiRDB.Close()
+	apiStore := readmodel.New(apiRDB, cfg.DedupeHorizon)
+	positions := api.NewPositions()
+	httpMetrics := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "sharesd_http_request_duration_seconds",
+		Help:    "HTTP requests by route and status.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+	}, []string{"route", "status"})
+	reg.MustRegister(httpMetrics)
+	handler := api.NewServer(logger.With("component", "api"), apiStore, positions, api.Config{
+		Env: cfg.Env, ShareBase: cfg.ShareBase, MinSeqWait: cfg.MinSeqWait,
+		Ready:      readiness(apiStore, nc, proj),
+		HealthOnly: !withAPI,
+		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Observe: func(route string, status int, d time.Duration) {
+			httpMetrics.WithLabelValues(route, strconv.Itoa(status)).Observe(d.Seconds())
+		},
+	})
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      cfg.MinSeqWait + 10*time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var g group.Group
+	if proj != nil {
+		g.Add(func() error {
+			if err := prepareStream(ctx, logger, js, apiStore); err != nil {
+				return err
+			}
+			return proj.Run(ctx)
+		}, func(error) { cancel() })
+	}
+	if withAPI {
+		g.Add(func() error {
+			positions.Follow(ctx, logger, apiStore.Subscribe(ctx), func(ctx context.Context) (uint64, error) {
+				c, err := apiStore.ReadControl(ctx)
+				return c.Pos[c.Active], err
+			})
+			return nil
+		}, func(error) { cancel() })
+	}
+	g.Add(func() error {
+		logger.Info("listening", "addr", ln.Addr().String(), "projector", withProjector, "api", withAPI)
+		if ready != nil {
+			close(ready)
+		}
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	}, func(error) {
+		// In-flight requests finish; the projector saves its position.
+		sctx, done := context.WithTimeout(context.Background(), 8*time.Second)
+		defer done()
+		_ = srv.Shutdown(sctx)
+	})
+	g.Add(group.ContextHandler(ctx))
+	if err := g.Run(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// prepareStream creates the streams when missing and warns about risky
+// configuration, retrying while NATS is unreachable.
+func prepareStream(ctx context.Context, logger *slog.Logger, js jetstream.JetStream, store *readmodel.Store) error {
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		err := projector.EnsureStreams(ctx, js)
+		if err == nil {
+			return projector.CheckStartup(ctx, logger, js, store.MaxmemoryPolicy)
+		}
+		logger.Warn("streams not ready; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// readiness reports why the process cannot serve, or nil.
+func readiness(store *readmodel.Store, nc *nats.Conn, proj *projector.Projector) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := store.Client().Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis unreachable: %w", err)
+		}
+		if nc != nil && !nc.IsConnected() {
+			return errors.New("nats unreachable: " + nc.Status().String())
+		}
+		ctl, err := store.ReadControl(ctx)
+		if err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
+		if ctl.Active == "" {
+			return errors.New("no active generation: a rebuild from zero is in progress")
+		}
+		if proj != nil {
+			st := proj.Status()
+			if st.Leader && st.Pending > 0 && time.Since(st.LastBatch) > 30*time.Second {
+				return fmt.Errorf("projector stalled: %d events waiting, nothing applied for %s", st.Pending, time.Since(st.LastBatch).Round(time.Second))
+			}
+		}
+		return nil
+	}
+}
+
+// connectNATS connects with unlimited reconnects. When background is set it
+// returns at once even if the server is down and keeps trying.
+func connectNATS(url string, logger *slog.Logger, background bool) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url,
+		nats.Name("sharesd"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.RetryOnFailedConnect(background),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { logger.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return nil, nil, fmt.Errorf("-nats-url / NATS_URL: connect: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
+}
+
+// redisClient makes a client. The API's has short timeouts, so a dead Redis
+// is a fast 503; the projector's waits longer and retries.
+func redisClient(url string, forAPI bool) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("-redis-url / REDIS_URL: %w", err)
+	}
+	opt.ContextTimeoutEnabled = true
+	if forAPI {
+		opt.DialTimeout = 300 * time.Millisecond
+		opt.ReadTimeout = 500 * time.Millisecond
+		opt.WriteTimeout = 500 * time.Millisecond
+		opt.PoolTimeout = 500 * time.Millisecond
+		opt.MaxRetries = -1 // no retries: answer 503 within the second
+	} else {
+		opt.DialTimeout = 2 * time.Second
+		opt.ReadTimeout = 5 * time.Second
+		opt.WriteTimeout = 5 * time.Second
+	}
+	return redis.NewClient(opt), nil
+}

@@ -1,0 +1,127 @@
+// Package natstest runs an embedded NATS server with JetStream for tests,
+// with the CRAFTKIT stream and its dead letter stream already created.
+// Every server listens on a random loopback port, never on 4222.
+package natstest
+
+import (
+	"context"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/craftkit/sharesd/events"
+)
+
+// StartServer runs an embedded NATS server with JetStream on 127.0.0.1 and
+// a random port, storing its data under storeDir (a new t.TempDir() when
+// storeDir is ""). The server is shut down when the test ends.
+func StartServer(t testing.TB, storeDir string) *server.Server {
+	t.Helper()
+	if storeDir == "" {
+		storeDir = t.TempDir()
+	}
+	return run(t, server.RANDOM_PORT, storeDir)
+}
+
+// RestartServer shuts s down and starts a new server on the same port with
+// the same store directory, so clients reconnect to it and the streams
+// keep their messages. Use the returned server from then on.
+func RestartServer(t testing.TB, s *server.Server) *server.Server {
+	t.Helper()
+	addr, ok := s.Addr().(*net.TCPAddr)
+	if !ok {
+		t.Fatal("natstest: restart: server has no TCP listener")
+	}
+	// StoreDir reports <storeDir>/jetstream; the server adds that suffix
+	// again to whatever it is given.
+	storeDir := filepath.Dir(s.StoreDir())
+	s.Shutdown()
+	s.WaitForShutdown()
+	return run(t, addr.Port, storeDir)
+}
+
+func run(t testing.TB, port int, storeDir string) *server.Server {
+	t.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host:      "127.0.0.1",
+		Port:      port,
+		JetStream: true,
+		StoreDir:  storeDir,
+		NoLog:     true,
+		NoSigs:    true,
+	})
+	if err != nil {
+		t.Fatalf("natstest: new server: %v", err)
+	}
+	go s.Start()
+	t.Cleanup(func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	})
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatalf("natstest: server on port %d not ready after 10s", port)
+	}
+	return s
+}
+
+// Start runs a server with StartServer, connects to it and creates the
+// CRAFTKIT and CRAFTKIT_DEADLETTER streams. The connection retries forever,
+// so it survives RestartServer. It is closed when the test ends.
+func Start(t testing.TB) (*server.Server, *nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	s := StartServer(t, "")
+	nc, err := nats.Connect(s.ClientURL(),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(50*time.Millisecond),
+	)
+	if err != nil {
+		t.Fatalf("natstest: connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatalf("natstest: jetstream: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, cfg := range []jetstream.StreamConfig{{
+		Name:       events.Stream,
+		Subjects:   []string{events.Subjects},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.LimitsPolicy,
+		Duplicates: 2 * time.Minute,
+	}, {
+		Name:     events.DeadLetterStream,
+		Subjects: []string{events.DeadLetterSubjects},
+		Storage:  jetstream.FileStorage,
+	}} {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			t.Fatalf("natstest: create stream %s: %v", cfg.Name, err)
+		}
+	}
+	return s, nc, js
+}
+
+// Publish publishes data on subject and returns its stream sequence. A
+// non-empty msgID is sent as the Nats-Msg-Id header, so the stream drops
+// a duplicate within its window and returns the first copy's sequence.
+func Publish(t testing.TB, js jetstream.JetStream, subject string, data []byte, msgID string) uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	ack, err := js.Publish(ctx, subject, data, opts...)
+	if err != nil {
+		t.Fatalf("natstest: publish %s: %v", subject, err)
+	}
+	return ack.Sequence
+}

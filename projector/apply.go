@@ -1,0 +1,148 @@
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/projector/readmodel"
+)
+
+// applyBatch decodes a batch, dead-letters what is bad and applies the rest
+// to r.gen in one Redis round trip, raising the saved position to
+// checkpoint (the end of the previous batch) in the same trip. It returns
+// the control state and the number of events still pending after the batch.
+func (p *Projector) applyBatch(ctx context.Context, r run, batch []jetstream.Msg, checkpoint uint64) (readmodel.Control, uint64, error) {
+	start := time.Now()
+	ops := make([]readmodel.Op, 0, len(batch))
+	srcs := make([]jetstream.Msg, 0, len(batch))
+	var last *jetstream.MsgMetadata
+	for _, m := range batch {
+		md, err := m.Metadata()
+		if err != nil {
+			return readmodel.Control{}, 0, fmt.Errorf("message metadata: %w", err)
+		}
+		last = md
+		seq := md.Sequence.Stream
+		ev, err := events.Decode(m.Subject(), m.Data())
+		var bad *events.DecodeError
+		switch {
+		case errors.As(err, &bad):
+			if err := p.deadLetter(ctx, r, m, seq, decodeLabel(bad.Field), bad.Field, bad.Error()); err != nil {
+				return readmodel.Control{}, 0, err
+			}
+			continue
+		case err != nil:
+			return readmodel.Control{}, 0, fmt.Errorf("decode seq %d: %w", seq, err)
+		}
+		ops = append(ops, readmodel.Op{Seq: seq, Time: md.Timestamp, Event: ev})
+		srcs = append(srcs, m)
+	}
+
+	// The write must not be cut in half by a shutdown: it gets its own
+	// deadline instead of the run's context.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	outcomes, ctl, err := p.store.Apply(actx, r.gen, ops, checkpoint, r.live)
+	if err != nil {
+		p.metrics.RedisErrors.Inc()
+		return readmodel.Control{}, 0, fmt.Errorf("apply batch at seq %d: %w", seqOf(batch[0]), err)
+	}
+	for i, o := range outcomes {
+		p.metrics.Applied.WithLabelValues(string(ops[i].Event.Type), o.String()).Inc()
+		switch o {
+		case readmodel.Stale:
+			p.metrics.Redeliveries.Inc()
+		case readmodel.Mismatch:
+			reason := "projectId " + ops[i].Event.ProjectID + " is not the project of the " + entityWord(ops[i].Event.Type)
+			if err := p.deadLetter(ctx, r, srcs[i], ops[i].Seq, "project_mismatch", "projectId", reason); err != nil {
+				return readmodel.Control{}, 0, err
+			}
+		}
+	}
+	p.metrics.BatchSeconds.Observe(time.Since(start).Seconds())
+	p.metrics.BatchSize.Observe(float64(len(batch)))
+	p.metrics.Position.Set(float64(last.Sequence.Stream))
+	p.metrics.LastAppliedAge.SetToCurrentTime()
+	p.metrics.LagEvents.Set(float64(last.NumPending))
+	if last.NumPending == 0 {
+		p.metrics.LagSeconds.Set(0)
+	} else {
+		p.metrics.LagSeconds.Set(time.Since(last.Timestamp).Seconds())
+	}
+	p.setApplied(r.gen, last.Sequence.Stream, last.NumPending)
+	return ctl, last.NumPending, nil
+}
+
+func entityWord(t events.Type) string {
+	if t.RenderScoped() {
+		return "render"
+	}
+	return "API key"
+}
+
+// Headers of a dead letter.
+const (
+	HeaderReason  = "Sharesd-Reason"
+	HeaderField   = "Sharesd-Field"
+	HeaderSubject = "Sharesd-Original-Subject"
+	HeaderStream  = "Sharesd-Original-Stream"
+	HeaderSeq     = "Sharesd-Original-Sequence"
+	HeaderMsgID   = "Sharesd-Original-Msg-Id"
+	HeaderTime    = "Sharesd-Original-Time"
+)
+
+// deadLetter copies a message that cannot be applied to the dead-letter
+// stream, with headers saying why and where it came from, logs it once and
+// counts it. Runs that replay history skip what an earlier run handled.
+func (p *Projector) deadLetter(ctx context.Context, r run, m jetstream.Msg, seq uint64, label, field, reason string) error {
+	if !r.live && seq <= r.deadLetterFrom {
+		return nil
+	}
+	out := nats.NewMsg(events.DeadLetterPre + m.Subject())
+	out.Data = m.Data()
+	for k, v := range m.Headers() {
+		if k == jetstream.MsgIDHeader {
+			k = HeaderMsgID
+		}
+		out.Header[k] = v
+	}
+	out.Header.Set(HeaderReason, reason)
+	out.Header.Set(HeaderField, field)
+	out.Header.Set(HeaderSubject, m.Subject())
+	out.Header.Set(HeaderStream, events.Stream)
+	out.Header.Set(HeaderSeq, strconv.FormatUint(seq, 10))
+	if md, err := m.Metadata(); err == nil {
+		out.Header.Set(HeaderTime, md.Timestamp.UTC().Format(time.RFC3339Nano))
+	}
+	// The copy's id is its origin: publishing it twice stores it once.
+	out.Header.Set(jetstream.MsgIDHeader, "sharesd-deadletter-"+strconv.FormatUint(seq, 10))
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := p.js.PublishMsg(pctx, out); err != nil {
+		p.metrics.NATSErrors.Inc()
+		return fmt.Errorf("dead-letter seq %d: %w", seq, err)
+	}
+	p.metrics.DeadLettered.WithLabelValues(label).Inc()
+	p.logger.WarnContext(ctx, "event dead-lettered", "stream_seq", seq, "subject", m.Subject(), "field", field, "reason", reason)
+	return nil
+}
+
+// decodeLabel is a bounded metric label for a rejected event.
+func decodeLabel(field string) string {
+	switch field {
+	case "$":
+		return "malformed"
+	case "type":
+		return "unknown_type"
+	case "subject":
+		return "bad_subject"
+	}
+	return "invalid_field"
+}

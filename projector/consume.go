@@ -1,0 +1,219 @@
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/projector/readmodel"
+)
+
+// errSwitch ends a run because the control state asks for another one.
+var errSwitch = errors.New("projector: switch generation")
+
+// A run applies the stream, from just after position from, to one
+// generation. The live projector, a rebuild and a takeover are runs that
+// differ in what they announce and when they stop.
+type run struct {
+	gen    string
+	from   uint64   // every event at or below it is already applied
+	filter []string // subjects, nil for the whole stream
+
+	// live runs announce their position to waiting readers and dead-letter
+	// every bad event; other runs dead-letter only events beyond
+	// deadLetterFrom, which an earlier run has not already handled.
+	live           bool
+	deadLetterFrom uint64
+
+	// check is called with the control state read after each batch (and
+	// each idle second) when set: it returns errSwitch to end the run.
+	check func(ctl readmodel.Control) error
+
+	// after is called after each batch and idle second with the position
+	// and whether the run has reached the stream's head; it returns
+	// errSwitch (or another error) to end the run.
+	after func(ctx context.Context, applied uint64, caughtUp bool) error
+}
+
+// consume runs r until its context ends, its check or after hooks end it,
+// or an error (which the caller retries from the saved position).
+func (p *Projector) consume(ctx context.Context, r run) (err error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: r.filter, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if r.from > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, r.from+1
+	}
+	cons, err := p.js.OrderedConsumer(ctx, events.Stream, cfg)
+	if err != nil {
+		p.metrics.NATSErrors.Inc()
+		return fmt.Errorf("ordered consumer from %d: %w", r.from+1, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(2 * p.cfg.BatchSize))
+	if err != nil {
+		p.metrics.NATSErrors.Inc()
+		return fmt.Errorf("messages: %w", err)
+	}
+	msgs, errc, stop := feed(it, 2*p.cfg.BatchSize)
+	defer stop()
+
+	applied, saved := r.from, r.from
+	defer func() { // save the position reached, whatever ends the run
+		if applied > saved {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			if serr := p.store.SetPos(sctx, r.gen, applied); serr != nil && err == nil {
+				err = serr
+			}
+		}
+	}()
+
+	caughtUp, err := p.atHead(ctx, cons, r.filter, applied)
+	if err != nil {
+		return err
+	}
+	if err := r.after(ctx, applied, caughtUp); err != nil {
+		return err
+	}
+	idle := time.NewTicker(time.Second)
+	defer idle.Stop()
+	batch := make([]jetstream.Msg, 0, p.cfg.BatchSize)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-errc:
+			p.metrics.NATSErrors.Inc()
+			return fmt.Errorf("consume: %w", err)
+		case m := <-msgs:
+			batch = append(batch, m)
+		case <-idle.C:
+			ctl, err := p.idle(ctx, r.gen, applied, &saved)
+			if err != nil {
+				return err
+			}
+			if err := p.checkControl(ctx, r, ctl); err != nil {
+				return err
+			}
+			caughtUp, err := p.atHead(ctx, cons, r.filter, applied)
+			if err != nil {
+				return err
+			}
+			if err := r.after(ctx, applied, caughtUp); err != nil {
+				return err
+			}
+			continue
+		}
+	drain:
+		for len(batch) < cap(batch) {
+			select {
+			case m := <-msgs:
+				batch = append(batch, m)
+			default:
+				break drain
+			}
+		}
+		ctl, pending, err := p.applyBatch(ctx, r, batch, saved)
+		if err != nil {
+			return err
+		}
+		saved = applied
+		applied = seqOf(batch[len(batch)-1])
+		if err := p.checkControl(ctx, r, ctl); err != nil {
+			return err
+		}
+		if err := r.after(ctx, applied, pending == 0 && len(msgs) == 0); err != nil {
+			return err
+		}
+	}
+}
+
+// feed moves messages from the iterator to a channel, so the loop can wait
+// for the first message of a batch and take the rest without waiting.
+func feed(it jetstream.MessagesContext, size int) (<-chan jetstream.Msg, <-chan error, func()) {
+	msgs := make(chan jetstream.Msg, size)
+	errc := make(chan error, 1)
+	done := make(chan struct{})
+	go func() {
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					errc <- err
+				}
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return msgs, errc, func() { close(done); it.Stop() }
+}
+
+func seqOf(m jetstream.Msg) uint64 {
+	md, err := m.Metadata()
+	if err != nil {
+		return 0
+	}
+	return md.Sequence.Stream
+}
+
+// idle saves the position when it has moved and reads the control state,
+// so a quiet projector still notices a handover or a flushed Redis.
+func (p *Projector) idle(ctx context.Context, gen string, applied uint64, saved *uint64) (readmodel.Control, error) {
+	if applied > *saved {
+		if err := p.store.SetPos(ctx, gen, applied); err != nil {
+			p.metrics.RedisErrors.Inc()
+			return readmodel.Control{}, err
+		}
+		*saved = applied
+	}
+	ctl, err := p.store.ReadControl(ctx)
+	if err != nil {
+		p.metrics.RedisErrors.Inc()
+	}
+	return ctl, err
+}
+
+// atHead reports whether nothing matching filter lies beyond applied, and
+// updates the lag metrics.
+func (p *Projector) atHead(ctx context.Context, cons jetstream.Consumer, filter []string, applied uint64) (bool, error) {
+	s, err := p.js.Stream(ctx, events.Stream)
+	if err != nil {
+		p.metrics.NATSErrors.Inc()
+		return false, fmt.Errorf("stream info: %w", err)
+	}
+	head := s.CachedInfo().State.LastSeq
+	p.metrics.StreamHead.Set(float64(head))
+	p.setHead(head)
+	if filter != nil {
+		// Only this filter's subjects matter: ask the consumer what it has
+		// still to deliver and what it delivered last.
+		info, err := cons.Info(ctx)
+		if err != nil {
+			p.metrics.NATSErrors.Inc()
+			return false, fmt.Errorf("consumer info: %w", err)
+		}
+		return info.NumPending == 0 && info.Delivered.Stream <= applied, nil
+	}
+	if applied >= head {
+		p.metrics.LagEvents.Set(0)
+		p.metrics.LagSeconds.Set(0)
+		return true, nil
+	}
+	p.metrics.LagEvents.Set(float64(head - applied))
+	return false, nil
+}
+
+func (p *Projector) checkControl(ctx context.Context, r run, ctl readmodel.Control) error {
+	if r.check == nil {
+		return nil
+	}
+	return r.check(ctl)
+}

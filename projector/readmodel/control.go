@@ -1,0 +1,177 @@
+package readmodel
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// NewGen names a new generation. Names are unique over time (not a counter
+// kept in Redis), so a generation started after Redis lost its data can
+// never meet the leftovers of an older one.
+func NewGen(now time.Time) string { return "g" + strconv.FormatInt(now.UnixMicro(), 36) }
+
+// SetPos raises gen's resume position to pos.
+func (s *Store) SetPos(ctx context.Context, gen string, pos uint64) error {
+	if err := setPos.Run(ctx, s.rdb, []string{ctlKey()}, posField(gen), pos).Err(); err != nil {
+		return fmt.Errorf("set position of %s: %w", gen, err)
+	}
+	return nil
+}
+
+// ResetPos sets gen's resume position to pos even when that is lower (a
+// rebuild that starts again from scratch).
+func (s *Store) ResetPos(ctx context.Context, gen string, pos uint64) error {
+	return s.rdb.HSet(ctx, ctlKey(), posField(gen), pos).Err()
+}
+
+// StartBuilding records gen as the generation a full rebuild writes.
+func (s *Store) StartBuilding(ctx context.Context, gen string) error {
+	if !validGen(gen) {
+		return fmt.Errorf("bad generation name %q", gen)
+	}
+	return s.rdb.HSet(ctx, ctlKey(), fieldBuilding, gen).Err()
+}
+
+// RequestHandover asks the live projector to take over generation gen,
+// bring it up to its own position and make it active.
+func (s *Store) RequestHandover(ctx context.Context, gen string) error {
+	return s.rdb.HSet(ctx, ctlKey(), fieldHandover, gen).Err()
+}
+
+// Activate makes gen the active generation if prev ("" for none) still is.
+// It reports whether it did.
+func (s *Store) Activate(ctx context.Context, gen, prev string) (bool, error) {
+	n, err := activate.Run(ctx, s.rdb, []string{ctlKey()}, gen, prev).Int()
+	if err != nil {
+		return false, fmt.Errorf("activate %s: %w", gen, err)
+	}
+	return n == 1, nil
+}
+
+// Lease takes or renews the projector lease for token, for ttl. It reports
+// false when another projector holds it.
+func (s *Store) Lease(ctx context.Context, token string, ttl time.Duration) (bool, error) {
+	n, err := lease.Run(ctx, s.rdb, []string{leaseKey()}, token, ttl.Milliseconds()).Int()
+	if err != nil {
+		return false, fmt.Errorf("lease: %w", err)
+	}
+	return n == 1, nil
+}
+
+// LeaseHeld reports whether any projector holds the lease.
+func (s *Store) LeaseHeld(ctx context.Context) (bool, error) {
+	n, err := s.rdb.Exists(ctx, leaseKey()).Result()
+	return n == 1, err
+}
+
+// ReleaseLease gives the lease up if token holds it.
+func (s *Store) ReleaseLease(ctx context.Context, token string) error {
+	return s.rdb.Eval(ctx, `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`,
+		[]string{leaseKey()}, token).Err()
+}
+
+// DropGen deletes every key of generation gen with SCAN and UNLINK (never
+// KEYS), on every master of a cluster, and forgets its position. It reports
+// how many keys it removed.
+func (s *Store) DropGen(ctx context.Context, gen string) (int64, error) {
+	if !validGen(gen) {
+		return 0, fmt.Errorf("bad generation name %q", gen)
+	}
+	var total int64
+	drop := func(ctx context.Context, c *redis.Client) error {
+		it := c.Scan(ctx, 0, genPattern(gen), 1000).Iterator()
+		batch := make([]string, 0, 500)
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			n, err := c.Unlink(ctx, batch...).Result()
+			total += n
+			batch = batch[:0]
+			return err
+		}
+		for it.Next(ctx) {
+			if batch = append(batch, it.Val()); len(batch) == cap(batch) {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := it.Err(); err != nil {
+			return err
+		}
+		return flush()
+	}
+	var err error
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, drop)
+	case *redis.Client:
+		err = drop(ctx, c)
+	default:
+		err = fmt.Errorf("drop generation: unsupported client %T", s.rdb)
+	}
+	if err != nil {
+		return total, fmt.Errorf("drop generation %s: %w", gen, err)
+	}
+	return total, s.rdb.HDel(ctx, ctlKey(), posField(gen)).Err()
+}
+
+// Generations lists the generations that hold keys, found with SCAN.
+func (s *Store) Generations(ctx context.Context) (map[string]int64, error) {
+	gens := map[string]int64{}
+	it := s.rdb.Scan(ctx, 0, prefix+"g*", 1000).Iterator()
+	for it.Next(ctx) {
+		k := it.Val()[len(prefix):]
+		for i := 0; i < len(k); i++ {
+			if k[i] == ':' {
+				gens[k[:i]]++
+				break
+			}
+		}
+	}
+	return gens, it.Err()
+}
+
+// SwapRender moves the rebuilt copy of one render (written to the scratch
+// generation of gen) over the live keys, atomically, if the copy has applied
+// at least as far as the live keys. It reports the live sequence the copy
+// must still reach, or 0 when it swapped.
+func (s *Store) SwapRender(ctx context.Context, gen, renderID string) (uint64, error) {
+	keys := append(renderKeysOf(gen, renderID).slice(), renderKeysOf(scratchGen(gen), renderID).slice()...)
+	n, err := swapRender.Run(ctx, s.rdb, keys).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("swap render %s: %w", renderID, err)
+	}
+	if n < 0 {
+		return 0, nil
+	}
+	return uint64(n), nil
+}
+
+// DropScratch deletes a render's scratch copy.
+func (s *Store) DropScratch(ctx context.Context, gen, renderID string) error {
+	return s.rdb.Del(ctx, renderKeysOf(scratchGen(gen), renderID).slice()...).Err()
+}
+
+// ScratchGen is the generation name a single-render rebuild of gen writes.
+func ScratchGen(gen string) string { return scratchGen(gen) }
+
+// Subscribe returns a subscription to the positions the projector announces
+// after each applied batch; each message's payload is a stream sequence.
+func (s *Store) Subscribe(ctx context.Context) *redis.PubSub {
+	return s.rdb.Subscribe(ctx, appliedChannel())
+}
+
+// MaxmemoryPolicy returns Redis's maxmemory-policy.
+func (s *Store) MaxmemoryPolicy(ctx context.Context) (string, error) {
+	m, err := s.rdb.ConfigGet(ctx, "maxmemory-policy").Result()
+	if err != nil {
+		return "", err
+	}
+	return m["maxmemory-policy"], nil
+}

@@ -1,0 +1,37 @@
+// Package readmodel is the Redis read model of share lists: the key layout,
+// the Lua scripts that apply events to it and the queries that read it. It
+// is the only code that spells a Redis key.
+//
+// Every key lives in a generation, a name such as "gmxyz123" (see NewGen).
+// The API reads the generation named by the control hash's "active" field; a
+// full rebuild writes a new generation beside it and swaps the pointer in one
+// step. Keys of generation G:
+//
+//	sharesd:G:{R}:render   hash    project, seq (last applied stream sequence),
+//	                               ver (sequence of the last change to the list),
+//	                               listed ("1" once render.created or
+//	                               share.created applied), deleted ("1")
+//	sharesd:G:{R}:shares   zset    shareId scored by createdAt in ms; a reverse
+//	                               range gives newest first, ties by id descending
+//	sharesd:G:{R}:recs     hash    shareId -> share record (compact binary, see
+//	                               record.go)
+//	sharesd:G:{R}:clicks   hash    shareId -> number of share.viewed (kept even
+//	                               before the share exists)
+//	sharesd:G:{R}:revoked  hash    shareId -> first revocation (revokedAt, reason)
+//	sharesd:G:{R}:seen     zset    16-byte SHA-256 prefix of each event id, scored
+//	                               by its stream time in ms; entries older than the
+//	                               dedupe horizon are trimmed on every write
+//	sharesd:G:{p:P}:project hash   base (share base URL), seq, ver
+//	sharesd:G:{p:P}:seen   zset    as above, for project events
+//	sharesd:G:{keys}:byhash hash   SHA-256 of an API key -> "revoked:env:project:keyId"
+//	sharesd:G:{keys}:key:K hash    seq, project, hash, env, revoked
+//
+// where R is a render id, P a project id and K an API key id. The braces are
+// Redis Cluster hash tags: every key of one render hashes to one slot, so one
+// script updates them atomically. Control keys, outside any generation:
+//
+//	sharesd:{meta}:ctl     hash    active, building, handover (generation names),
+//	                               pos:G (resume position of generation G)
+//	sharesd:{meta}:lease   string  token of the projector that holds the lease (TTL)
+//	sharesd:applied        pub/sub channel: the projector's position after each batch
+package readmodel

@@ -1,0 +1,76 @@
+package readmodel
+
+import "strings"
+
+// This file is the only place that spells a Redis key. See doc.go for what
+// each key holds.
+
+const prefix = "sharesd:"
+
+// ctlKey is the control hash: the active generation, the generation being
+// built, a pending handover and one resume position per generation.
+func ctlKey() string { return prefix + "{meta}:ctl" }
+
+// leaseKey names the projector lease (a string with a TTL).
+func leaseKey() string { return prefix + "{meta}:lease" }
+
+// appliedChannel is the pub/sub channel the projector announces its
+// position on, so readers waiting for ?minSeq need not poll.
+func appliedChannel() string { return prefix + "applied" }
+
+// genPattern matches every key of generation gen (for SCAN MATCH).
+func genPattern(gen string) string { return prefix + gen + ":*" }
+
+// Fields of the control hash.
+const (
+	fieldActive   = "active"
+	fieldBuilding = "building"
+	fieldHandover = "handover"
+)
+
+func posField(gen string) string { return "pos:" + gen }
+
+// renderKeys are the keys of one render in generation gen, in the order the
+// render scripts take them. Every one carries the hash tag {renderID}, so a
+// single Lua script can update them atomically, on Redis Cluster too.
+type renderKeys [6]string
+
+const (
+	kRender  = iota // hash: project, seq, ver, listed, deleted
+	kShares         // sorted set: shareId scored by createdAt (ms)
+	kRecs           // hash: shareId -> encoded share record
+	kClicks         // hash: shareId -> view count
+	kRevoked        // hash: shareId -> encoded revocation
+	kSeen           // sorted set: event-id digest scored by stream time (ms)
+)
+
+func renderKeysOf(gen, renderID string) renderKeys {
+	base := prefix + gen + ":{" + renderID + "}:"
+	return renderKeys{base + "render", base + "shares", base + "recs", base + "clicks", base + "revoked", base + "seen"}
+}
+
+func (k renderKeys) slice() []string { return k[:] }
+
+// projectKeys: a hash (base, seq, ver) and the project's seen set.
+func projectKeys(gen, projectID string) []string {
+	base := prefix + gen + ":{p:" + projectID + "}:"
+	return []string{base + "project", base + "seen"}
+}
+
+// keyKeys: the by-hash index of every API key and one key's record. All API
+// keys share the hash tag {keys} so one script updates index and record.
+func keyKeys(gen, keyID string) []string {
+	base := prefix + gen + ":{keys}:"
+	return []string{base + "byhash", base + "key:" + keyID}
+}
+
+func byHashKey(gen string) string { return prefix + gen + ":{keys}:byhash" }
+
+// scratchGen is the generation name a single-render rebuild writes into
+// before it swaps the keys into gen.
+func scratchGen(gen string) string { return gen + "-rebuild" }
+
+// validGen reports whether s can name a generation (it is spelled into keys).
+func validGen(s string) bool {
+	return s != "" && len(s) <= 32 && !strings.ContainsAny(s, ":{}*?[] ")
+}

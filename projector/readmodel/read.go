@@ -1,0 +1,238 @@
+package readmodel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// List is one render's share list as read from Redis, not yet rendered.
+type List struct {
+	Seq         uint64 // the render's applied stream sequence
+	Ver         uint64 // sequence of the last event that changed the list
+	ProjectVer  uint64 // sequence of the last change to the project's share base
+	ShareBase   string // the project's share base, "" for the default
+	NotModified bool   // the caller's versions are current; no shares were read
+	packed      []byte
+}
+
+// Key is an API key as the API needs it.
+type Key struct {
+	ID          string
+	ProjectID   string
+	Environment string
+	Revoked     bool
+}
+
+// Versions is what a caller already has of a render: the list and project
+// versions of its ETag.
+type Versions struct{ Ver, ProjectVer uint64 }
+
+// List reads the shares of renderID in projectID, in one round trip with the
+// resolution of the active generation. When have matches the current
+// versions it returns NotModified without reading the shares. It returns
+// ErrNotFound for an unknown, deleted or foreign render and ErrUnavailable
+// when no generation is active.
+func (s *Store) List(ctx context.Context, projectID, renderID string, have *Versions) (*List, error) {
+	ifVer := ""
+	if have != nil {
+		ifVer = strconv.FormatUint(have.Ver, 10)
+	}
+	var (
+		res     any
+		proj    []any
+		listErr error
+	)
+	err := s.resolve(ctx, func(p redis.Pipeliner, gen string) func() error {
+		read := evalsha(ctx, p, readRender, renderKeysOf(gen, renderID).slice()[:5], projectID, ifVer)
+		pc := p.HMGet(ctx, projectKeys(gen, projectID)[0], "base", "ver")
+		return func() error {
+			res, listErr = read.Result()
+			proj = pc.Val()
+			return pc.Err()
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	if errors.Is(listErr, redis.Nil) {
+		return nil, ErrNotFound
+	}
+	if listErr != nil {
+		return nil, fmt.Errorf("list %s: %w", renderID, listErr)
+	}
+	l := &List{}
+	if base, ok := proj[0].(string); ok {
+		l.ShareBase = base
+	}
+	if v, ok := proj[1].(string); ok {
+		l.ProjectVer, _ = strconv.ParseUint(v, 10, 64)
+	}
+	parts, _ := res.([]any)
+	if len(parts) < 3 {
+		return nil, fmt.Errorf("list %s: unexpected reply %T", renderID, res)
+	}
+	l.Seq = uintOf(parts[1])
+	l.Ver = uintOf(parts[2])
+	if len(parts) == 3 {
+		if have != nil && have.ProjectVer == l.ProjectVer {
+			l.NotModified = true
+			return l, nil
+		}
+		// The project changed but the render did not: read the shares.
+		return s.List(ctx, projectID, renderID, nil)
+	}
+	packed, _ := parts[3].(string)
+	l.packed = []byte(packed)
+	if have != nil && have.Ver == l.Ver && have.ProjectVer == l.ProjectVer {
+		l.NotModified = true
+	}
+	return l, nil
+}
+
+func uintOf(v any) uint64 {
+	s, _ := v.(string)
+	n, _ := strconv.ParseUint(s, 10, 64)
+	return n
+}
+
+// AppendJSON appends the list as the API's JSON array of shares, with share
+// URLs under the project's share base, or defaultBase when it has none.
+func (l *List) AppendJSON(dst []byte, defaultBase string) ([]byte, error) {
+	base := l.ShareBase
+	if base == "" {
+		base = defaultBase
+	}
+	dst = append(dst, '[')
+	b := l.packed
+	for first := true; len(b) > 0; first = false {
+		var id, rec, clicks, rev []byte
+		var ok [4]bool
+		id, b, ok[0] = netstring(b)
+		rec, b, ok[1] = netstring(b)
+		clicks, b, ok[2] = netstring(b)
+		if len(b) > 0 && b[0] == '-' {
+			b, ok[3] = b[1:], true
+		} else {
+			rev, b, ok[3] = netstring(b)
+		}
+		if ok != [4]bool{true, true, true, true} {
+			return dst, errCorrupt
+		}
+		n, err := strconv.ParseInt(string(clicks), 10, 64)
+		if err != nil {
+			return dst, errCorrupt
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		if dst, err = appendShareJSON(dst, string(id), rec, rev, n, base); err != nil {
+			return dst, err
+		}
+	}
+	return append(dst, ']'), nil
+}
+
+// Len is the number of shares in the list.
+func (l *List) Len() int {
+	n := 0
+	for b := l.packed; len(b) > 0; n++ {
+		var ok bool
+		for range 3 {
+			if _, b, ok = netstring(b); !ok {
+				return n
+			}
+		}
+		if len(b) > 0 && b[0] == '-' {
+			b = b[1:]
+		} else if _, b, ok = netstring(b); !ok {
+			return n
+		}
+	}
+	return n
+}
+
+// netstring splits "<len>:<bytes>" off the front of b.
+func netstring(b []byte) (val, rest []byte, ok bool) {
+	n := 0
+	i := 0
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		n = n*10 + int(b[i]-'0')
+	}
+	if i == 0 || i >= len(b) || b[i] != ':' || len(b)-i-1 < n {
+		return nil, b, false
+	}
+	return b[i+1 : i+1+n], b[i+1+n:], true
+}
+
+// Key looks up an API key by the lowercase hex SHA-256 of its plaintext.
+func (s *Store) Key(ctx context.Context, hash string) (Key, error) {
+	var val string
+	var getErr error
+	err := s.resolve(ctx, func(p redis.Pipeliner, gen string) func() error {
+		c := p.HGet(ctx, byHashKey(gen), hash)
+		return func() error { val, getErr = c.Result(); return nil }
+	})
+	if err != nil {
+		return Key{}, err
+	}
+	if errors.Is(getErr, redis.Nil) {
+		return Key{}, ErrNotFound
+	}
+	if getErr != nil {
+		return Key{}, fmt.Errorf("key lookup: %w", getErr)
+	}
+	f := strings.SplitN(val, ":", 4)
+	if len(f) != 4 {
+		return Key{}, errors.New("key lookup: corrupt index entry")
+	}
+	return Key{Revoked: f[0] == "1", Environment: f[1], ProjectID: f[2], ID: f[3]}, nil
+}
+
+// resolve runs the reads that queue adds to a pipeline against the active
+// generation, reading the generation pointer in the same round trip. It
+// guesses the generation from the last read; when the guess was wrong (a
+// rebuild was swapped in) it runs once more with the right one. queue
+// returns a function that collects its results once the pipeline ran.
+func (s *Store) resolve(ctx context.Context, queue func(p redis.Pipeliner, gen string) func() error) error {
+	guess := ""
+	if g := s.gen.Load(); g != nil {
+		guess = *g
+	}
+	for attempt := 0; attempt < 3; attempt++ {
+		p := s.rdb.Pipeline()
+		active := p.HGet(ctx, ctlKey(), fieldActive)
+		var collect func() error
+		if guess != "" {
+			collect = queue(p, guess)
+		}
+		_, err := p.Exec(ctx)
+		if isNoScript(err) {
+			if err := s.LoadScripts(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		gen, aerr := active.Result()
+		switch {
+		case errors.Is(aerr, redis.Nil):
+			return ErrUnavailable
+		case aerr != nil:
+			return fmt.Errorf("resolve generation: %w", aerr)
+		}
+		if gen != guess {
+			s.gen.Store(&gen)
+			guess = gen
+			continue
+		}
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
+		}
+		return collect()
+	}
+	return errors.New("readmodel: active generation keeps changing")
+}

@@ -1,0 +1,213 @@
+package readmodel
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/craftkit/sharesd/events"
+)
+
+// Errors callers branch on.
+var (
+	// ErrNotFound: no such render (or key) in the active generation.
+	ErrNotFound = errors.New("readmodel: not found")
+	// ErrUnavailable: there is no active generation yet (a rebuild from
+	// zero is in progress); answers would be incomplete.
+	ErrUnavailable = errors.New("readmodel: no active generation")
+)
+
+// DefaultHorizon is how long event ids are remembered for deduplication.
+const DefaultHorizon = 24 * time.Hour
+
+// Store is the Redis read model: the writes of the projector and the reads
+// of the API. It is safe for concurrent use.
+type Store struct {
+	rdb     redis.UniversalClient
+	horizon time.Duration
+	gen     atomic.Pointer[string] // last active generation seen by a read
+}
+
+// New returns a Store on rdb that remembers event ids for horizon.
+func New(rdb redis.UniversalClient, horizon time.Duration) *Store {
+	if horizon <= 0 {
+		horizon = DefaultHorizon
+	}
+	return &Store{rdb: rdb, horizon: horizon}
+}
+
+// Client is the Redis client the store uses.
+func (s *Store) Client() redis.UniversalClient { return s.rdb }
+
+// LoadScripts loads every script into Redis's script cache.
+func (s *Store) LoadScripts(ctx context.Context) error {
+	for _, sc := range allScripts {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("load scripts: %w", err)
+		}
+	}
+	return nil
+}
+
+// evalsha runs sc by hash in a pipeline; pipelines cannot fall back to EVAL,
+// so callers reload scripts and retry when isNoScript(err).
+func evalsha(ctx context.Context, p redis.Pipeliner, sc *redis.Script, keys []string, args ...any) *redis.Cmd {
+	return sc.EvalSha(ctx, p, keys, args...)
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}
+
+// Outcome is what applying one event did.
+type Outcome int
+
+// Outcomes of applying an event; the values are the scripts' replies.
+const (
+	Applied   Outcome = 0 // it took effect (or was a no-op by the contract)
+	Stale     Outcome = 1 // its sequence was already applied: a redelivery
+	Duplicate Outcome = 2 // its event id was seen within the horizon
+	Mismatch  Outcome = 3 // its projectId is not the entity's project
+	Ignored   Outcome = 4 // the render was deleted
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Applied:
+		return "applied"
+	case Stale:
+		return "stale"
+	case Duplicate:
+		return "duplicate"
+	case Mismatch:
+		return "project_mismatch"
+	case Ignored:
+		return "render_deleted"
+	}
+	return "outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Op is one event at its place in the stream.
+type Op struct {
+	Seq   uint64    // stream sequence
+	Time  time.Time // the stream's timestamp: deduplication ages by it, so replays agree
+	Event events.Event
+}
+
+// Control is the projector's control state.
+type Control struct {
+	Active   string            // generation the API reads ("" while none)
+	Building string            // generation a full rebuild is writing
+	Handover string            // generation waiting for the live projector to take over
+	Pos      map[string]uint64 // resume position of each generation
+}
+
+// Present reports whether the control state exists at all; it is missing
+// after Redis lost its data.
+func (c Control) Present() bool { return c.Active != "" || c.Building != "" || len(c.Pos) > 0 }
+
+func parseControl(m map[string]string) Control {
+	c := Control{Active: m[fieldActive], Building: m[fieldBuilding], Handover: m[fieldHandover], Pos: map[string]uint64{}}
+	for k, v := range m {
+		if g, ok := strings.CutPrefix(k, "pos:"); ok {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			c.Pos[g] = n
+		}
+	}
+	return c
+}
+
+// ReadControl reads the control state.
+func (s *Store) ReadControl(ctx context.Context) (Control, error) {
+	m, err := s.rdb.HGetAll(ctx, ctlKey()).Result()
+	if err != nil {
+		return Control{}, fmt.Errorf("read control: %w", err)
+	}
+	return parseControl(m), nil
+}
+
+// Apply applies ops to generation gen in one round trip, in order. When
+// checkpoint > 0 it also raises gen's resume position to it: pass the last
+// sequence of a batch that has already been applied in full, never of this
+// one (a pipeline is not atomic). When announce is set, the last sequence is
+// published for readers waiting on ?minSeq. Apply returns one Outcome per op
+// and the control state read in the same round trip.
+func (s *Store) Apply(ctx context.Context, gen string, ops []Op, checkpoint uint64, announce bool) ([]Outcome, Control, error) {
+	out, ctl, err := s.apply(ctx, gen, ops, checkpoint, announce)
+	if isNoScript(err) { // Redis restarted or flushed its script cache
+		if err := s.LoadScripts(ctx); err != nil {
+			return nil, Control{}, err
+		}
+		out, ctl, err = s.apply(ctx, gen, ops, checkpoint, announce)
+	}
+	return out, ctl, err
+}
+
+func (s *Store) apply(ctx context.Context, gen string, ops []Op, checkpoint uint64, announce bool) ([]Outcome, Control, error) {
+	p := s.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(ops))
+	for i := range ops {
+		cmds[i] = s.queue(ctx, p, gen, &ops[i])
+	}
+	if checkpoint > 0 {
+		evalsha(ctx, p, setPos, []string{ctlKey()}, posField(gen), checkpoint)
+	}
+	if announce && len(ops) > 0 {
+		p.Publish(ctx, appliedChannel(), ops[len(ops)-1].Seq)
+	}
+	ctlCmd := p.HGetAll(ctx, ctlKey())
+	if _, err := p.Exec(ctx); err != nil {
+		return nil, Control{}, err
+	}
+	out := make([]Outcome, len(ops))
+	for i, c := range cmds {
+		n, err := c.Int()
+		if err != nil {
+			return nil, Control{}, fmt.Errorf("apply seq %d: %w", ops[i].Seq, err)
+		}
+		out[i] = Outcome(n)
+	}
+	return out, parseControl(ctlCmd.Val()), nil
+}
+
+// digest is the 16-byte prefix of the SHA-256 of an event id: what the
+// dedupe sets store instead of ids of up to 128 characters.
+func digest(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return string(sum[:16])
+}
+
+func (s *Store) queue(ctx context.Context, p redis.Pipeliner, gen string, op *Op) *redis.Cmd {
+	ev := op.Event
+	now := op.Time.UnixMilli()
+	horizon := s.horizon.Milliseconds()
+	switch d := ev.Data.(type) {
+	case *events.APIKeyCreated:
+		return evalsha(ctx, p, applyKey, keyKeys(gen, d.KeyID), op.Seq, string(ev.Type), ev.ProjectID, d.KeyID, d.KeyHash, d.Environment)
+	case *events.APIKeyRevoked:
+		return evalsha(ctx, p, applyKey, keyKeys(gen, d.KeyID), op.Seq, string(ev.Type), ev.ProjectID, d.KeyID, "", "")
+	case *events.ProjectUpdated:
+		has, base := "0", ""
+		if d.ShareBase != nil {
+			has, base = "1", *d.ShareBase
+		}
+		return evalsha(ctx, p, applyProject, projectKeys(gen, ev.ProjectID), op.Seq, digest(ev.ID), now, horizon, has, base)
+	}
+	args := []any{op.Seq, string(ev.Type), ev.ProjectID, digest(ev.ID), now, horizon}
+	switch d := ev.Data.(type) {
+	case *events.ShareCreated:
+		args = append(args, d.ShareID, events.Millis(d.CreatedAt), encodeShare(d))
+	case *events.ShareRevoked:
+		args = append(args, d.ShareID, encodeRevocation(d))
+	case *events.ShareViewed:
+		args = append(args, d.ShareID)
+	}
+	return evalsha(ctx, p, applyRender, renderKeysOf(gen, ev.RenderID).slice(), args...)
+}
