@@ -43,6 +43,12 @@ func commands() []command {
 		{"api", "run only the API", runAPI},
 		{"dev", "run everything embedded (NATS, Redis, projector, API) with demo data", runDev},
 		{"seed", "create the streams if missing and publish the demo project once", runSeed},
+		{"rebuild", "rebuild the read model from the stream without downtime (--render <id> for one render)", runRebuild},
+		{"verify", "recompute renders from the stream and compare them with Redis; non-zero exit on drift", runVerify},
+		{"status", "show stream head, applied position, lag, dead letters, generations and rebuild progress", runStatus},
+		{"publish", "publish contract events from a JSON-lines file or stdin, validated first", runPublish},
+		{"keys", "mint (keys create) or revoke (keys revoke) API keys", runKeys},
+		{"deadletter", "list or replay dead-lettered events (deadletter list|replay)", runDeadletter},
 	}
 }
 
