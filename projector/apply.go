@@ -49,6 +49,9 @@ func (p *Projector) applyBatch(ctx context.Context, r run, batch []jetstream.Msg
 	// deadline instead of the run's context.
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	if r.scratch {
+		checkpoint = 0
+	}
 	outcomes, ctl, err := p.store.Apply(actx, r.gen, ops, checkpoint, r.live)
 	if err != nil {
 		p.metrics.RedisErrors.Inc()

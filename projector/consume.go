@@ -29,6 +29,9 @@ type run struct {
 	live           bool
 	deadLetterFrom uint64
 
+	// scratch runs (a single-render rebuild) keep no resume position.
+	scratch bool
+
 	// check is called with the control state read after each batch (and
 	// each idle second) when set: it returns errSwitch to end the run.
 	check func(ctl readmodel.Control) error
@@ -61,7 +64,7 @@ func (p *Projector) consume(ctx context.Context, r run) (err error) {
 
 	applied, saved := r.from, r.from
 	defer func() { // save the position reached, whatever ends the run
-		if applied > saved {
+		if applied > saved && !r.scratch {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			defer cancel()
 			if serr := p.store.SetPos(sctx, r.gen, applied); serr != nil && err == nil {
@@ -91,7 +94,7 @@ func (p *Projector) consume(ctx context.Context, r run) (err error) {
 		case m := <-msgs:
 			batch = append(batch, m)
 		case <-idle.C:
-			ctl, err := p.idle(ctx, r.gen, applied, &saved)
+			ctl, err := p.idle(ctx, r, applied, &saved)
 			if err != nil {
 				return err
 			}
@@ -166,9 +169,9 @@ func seqOf(m jetstream.Msg) uint64 {
 
 // idle saves the position when it has moved and reads the control state,
 // so a quiet projector still notices a handover or a flushed Redis.
-func (p *Projector) idle(ctx context.Context, gen string, applied uint64, saved *uint64) (readmodel.Control, error) {
-	if applied > *saved {
-		if err := p.store.SetPos(ctx, gen, applied); err != nil {
+func (p *Projector) idle(ctx context.Context, r run, applied uint64, saved *uint64) (readmodel.Control, error) {
+	if applied > *saved && !r.scratch {
+		if err := p.store.SetPos(ctx, r.gen, applied); err != nil {
 			p.metrics.RedisErrors.Inc()
 			return readmodel.Control{}, err
 		}

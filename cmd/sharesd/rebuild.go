@@ -3,12 +3,199 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/term"
+
+	"github.com/craftkit/sharesd/projector"
+	"github.com/craftkit/sharesd/projector/readmodel"
 )
 
+// runRebuild rebuilds the whole read model (or one render) from the stream
+// without taking the read path down. Interrupted, it resumes where it was.
 func runRebuild(ctx context.Context, env *environment, args []string) error {
-	return errors.New("rebuild: not implemented yet")
+	var cfg Config
+	fs, errs := newFlagSet("rebuild", env, &cfg, "nats", "redis", "projector")
+	render := fs.String("render", "", "rebuild only this render (its id), swapping its keys atomically")
+	fresh := fs.Bool("fresh", false, "start over instead of resuming an interrupted rebuild")
+	if err := parse(fs, errs, &cfg, args); err != nil {
+		return err
+	}
+	if *render != "" && !isUUID(*render) {
+		return fmt.Errorf("-render: got %q, want a render id (a UUID)", *render)
+	}
+	logger := newLogger(cfg, env.stderr)
+	proj, closeAll, err := newProjector(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+
+	show := newProgress(env.stderr, logger)
+	start := time.Now()
+	if *render != "" {
+		if err := proj.RebuildRender(ctx, strings.ToLower(*render), show.report); err != nil {
+			return fmt.Errorf("rebuild render %s: %w", *render, err)
+		}
+		show.finish()
+		fmt.Fprintf(env.stdout, "render %s rebuilt and swapped in (%s)\n", *render, time.Since(start).Round(time.Millisecond))
+		return nil
+	}
+	gen, err := proj.Rebuild(ctx, *fresh, show.report)
+	show.finish()
+	switch {
+	case errors.Is(err, context.Canceled) || ctx.Err() != nil:
+		return fmt.Errorf("rebuild of generation %s interrupted; its position is saved: run `sharesd rebuild` again to resume", gen)
+	case err != nil:
+		return fmt.Errorf("rebuild: %w", err)
+	}
+	fmt.Fprintf(env.stdout, "generation %s rebuilt and active (%s)\n", gen, time.Since(start).Round(time.Millisecond))
+	return nil
 }
 
+// newProjector connects to NATS and Redis for a one-off projector (rebuild,
+// verify) and returns it with a function that closes the connections.
+func newProjector(cfg Config, logger *slog.Logger) (*projector.Projector, func(), error) {
+	nc, js, err := connectNATS(cfg.NATSURL, logger, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	rdb, err := redisClient(cfg.RedisURL, false)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	store := readmodel.New(rdb, cfg.DedupeHorizon)
+	proj := projector.New(js, store, logger.With("component", "rebuild"), projector.NewMetrics(prometheus.NewRegistry()),
+		projector.Config{BatchSize: cfg.BatchSize})
+	return proj, func() { rdb.Close(); nc.Close() }, nil
+}
+
+// progress shows a rebuild's advance: a bar on a terminal, else a log line
+// every few seconds.
+type progress struct {
+	w        io.Writer
+	logger   *slog.Logger
+	tty      bool
+	start    time.Time
+	last     time.Time
+	first    uint64
+	started  bool
+	drawn    bool
+	interval time.Duration
+}
+
+func newProgress(w io.Writer, logger *slog.Logger) *progress {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	interval := 5 * time.Second
+	if tty {
+		interval = 200 * time.Millisecond
+	}
+	return &progress{w: w, logger: logger, tty: tty, start: time.Now(), interval: interval}
+}
+
+func (p *progress) report(pr projector.Progress) {
+	if !p.started {
+		p.started, p.first = true, pr.Done
+	}
+	now := time.Now()
+	if now.Sub(p.last) < p.interval && pr.Phase == "replaying" {
+		return
+	}
+	p.last = now
+	rate := float64(pr.Done-min(pr.Done, p.first)) / max(now.Sub(p.start).Seconds(), 1e-3)
+	eta := "?"
+	if rate > 0 && pr.Total >= pr.Done {
+		eta = (time.Duration(float64(pr.Total-pr.Done)/rate) * time.Second).Round(time.Second).String()
+	}
+	if !p.tty {
+		p.logger.Info("rebuild progress", "gen", pr.Gen, "phase", pr.Phase, "done", pr.Done, "total", pr.Total,
+			"events_per_s", int(rate), "eta", eta)
+		return
+	}
+	const width = 30
+	filled := width
+	if pr.Total > 0 {
+		filled = int(float64(width) * float64(min(pr.Done, pr.Total)) / float64(pr.Total))
+	}
+	fmt.Fprintf(p.w, "\r%-22s [%s%s] %d/%d  %.0f ev/s  ETA %s ", pr.Phase, strings.Repeat("#", filled),
+		strings.Repeat(".", width-filled), pr.Done, pr.Total, rate, eta)
+	p.drawn = true
+}
+
+func (p *progress) finish() {
+	if p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f', c >= 'A' && c <= 'F':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// runVerify recomputes renders from the stream and compares them with what
+// Redis serves. It prints each difference and fails when there is one.
 func runVerify(ctx context.Context, env *environment, args []string) error {
-	return errors.New("verify: not implemented yet")
+	var cfg Config
+	fs, errs := newFlagSet("verify", env, &cfg, "nats", "redis", "api")
+	render := fs.String("render", "", "verify only this render (its id)")
+	renders := fs.Int("renders", 0, "verify this many renders chosen at random (0: all)")
+	if err := parse(fs, errs, &cfg, args); err != nil {
+		return err
+	}
+	if *render != "" && !isUUID(*render) {
+		return fmt.Errorf("-render: got %q, want a render id (a UUID)", *render)
+	}
+	if *renders < 0 {
+		return fmt.Errorf("-renders: got %d, want 0 (all) or more", *renders)
+	}
+	logger := newLogger(cfg, env.stderr)
+	nc, js, err := connectNATS(cfg.NATSURL, logger, false)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	rdb, err := redisClient(cfg.RedisURL, false)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	rep, err := projector.Verify(ctx, js, readmodel.New(rdb, cfg.DedupeHorizon), projector.VerifyOptions{
+		RenderID: strings.ToLower(*render), Sample: *renders, DefaultBase: cfg.ShareBase, Horizon: cfg.DedupeHorizon,
+	})
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	for _, d := range rep.Diffs {
+		fmt.Fprintf(env.stdout, "DRIFT %s: %s\n  stream: %s\n  redis:  %s\n", d.RenderID, d.Reason, d.Want, d.Got)
+	}
+	fmt.Fprintf(env.stdout, "checked %d renders and %d API keys against the stream up to seq %d: %d differ, %d moved on meanwhile\n",
+		rep.Checked, rep.Keys, rep.Head, len(rep.Diffs), rep.Moved)
+	if len(rep.Diffs) > 0 {
+		return fmt.Errorf("drift in %d of %d checked", len(rep.Diffs), rep.Checked+rep.Keys)
+	}
+	return nil
 }
