@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -197,16 +198,21 @@ func (p *Projector) step(ctx context.Context) error {
 		return p.takeover(ctx, ctl)
 	}
 	gen, pos := ctl.Active, ctl.Pos[ctl.Active]
-	s, err := p.js.Stream(ctx, events.Stream)
+	info, err := p.streamInfo(ctx)
 	if err != nil {
-		p.metrics.NATSErrors.Inc()
 		return err
 	}
-	if head := s.CachedInfo().State.LastSeq; head < pos {
+	id := streamID(info)
+	switch built := ctl.Streams[gen]; {
+	case info.State.LastSeq < pos || built != "" && built != id:
 		p.metrics.SelfHeals.Inc()
-		p.logger.Error("STREAM WENT BACKWARDS: its last sequence is below the recorded position; rebuilding the read model from the stream while the old generation keeps serving",
-			"stream", events.Stream, "stream_last_seq", head, "position", pos, "gen", gen)
+		p.logger.Error("STREAM WENT BACKWARDS: it was recreated or restored from an older copy (its last sequence is below the recorded position, or its creation time changed); rebuilding the read model from the stream while the old generation keeps serving",
+			"stream", events.Stream, "stream_last_seq", info.State.LastSeq, "position", pos, "gen", gen)
 		return p.build(ctx, ctl, gen, "rebuilding after the stream went backwards")
+	case built == "":
+		if err := p.store.SetStream(ctx, gen, id); err != nil {
+			return err
+		}
 	}
 	p.update(func(s *Status) { s.Rebuilding = false })
 	return p.consume(ctx, run{
@@ -231,20 +237,9 @@ func (p *Projector) step(ctx context.Context) error {
 // being built, if any) and activates it in place of replace once it has
 // reached the stream's head.
 func (p *Projector) build(ctx context.Context, ctl readmodel.Control, replace, why string) error {
-	gen := ctl.Building
-	if gen == "" {
-		gen = readmodel.NewGen(time.Now())
-		if err := p.store.StartBuilding(ctx, gen); err != nil {
-			return err
-		}
-	}
-	from := ctl.Pos[gen]
-	if replace != "" && from > ctl.Pos[replace] {
-		// A generation left over from a rebuild of a longer, older stream.
-		from = 0
-		if err := p.store.ResetPos(ctx, gen, 0); err != nil {
-			return err
-		}
+	gen, from, err := p.prepareBuild(ctx, ctl, false)
+	if err != nil {
+		return err
 	}
 	p.logger.Warn(why, "gen", gen, "from_seq", from+1)
 	p.update(func(s *Status) { s.Rebuilding, s.Gen = true, gen })
@@ -291,6 +286,44 @@ func (p *Projector) takeover(ctx context.Context, ctl readmodel.Control) error {
 		},
 	})
 }
+
+// prepareBuild picks the generation a build writes and where it resumes:
+// the one being built, unless fresh is set or it was built from another
+// incarnation of the stream, in which case it is dropped for a new one.
+func (p *Projector) prepareBuild(ctx context.Context, ctl readmodel.Control, fresh bool) (string, uint64, error) {
+	info, err := p.streamInfo(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	id := streamID(info)
+	gen := ctl.Building
+	if gen != "" && (fresh || ctl.Streams[gen] != "" && ctl.Streams[gen] != id || ctl.Pos[gen] > info.State.LastSeq) {
+		if _, err := p.store.DropGen(ctx, gen); err != nil {
+			return "", 0, err
+		}
+		gen = ""
+	}
+	if gen != "" {
+		return gen, ctl.Pos[gen], p.store.SetStream(ctx, gen, id)
+	}
+	gen = readmodel.NewGen(time.Now())
+	if err := p.store.SetStream(ctx, gen, id); err != nil {
+		return "", 0, err
+	}
+	return gen, 0, p.store.StartBuilding(ctx, gen)
+}
+
+func (p *Projector) streamInfo(ctx context.Context) (*jetstream.StreamInfo, error) {
+	s, err := p.js.Stream(ctx, events.Stream)
+	if err != nil {
+		p.metrics.NATSErrors.Inc()
+		return nil, fmt.Errorf("stream %s: %w", events.Stream, err)
+	}
+	return s.CachedInfo(), nil
+}
+
+// streamID identifies one incarnation of the stream: its creation time.
+func streamID(info *jetstream.StreamInfo) string { return info.Created.UTC().Format(time.RFC3339Nano) }
 
 // activate saves gen's position, makes it active in place of prev and
 // schedules prev's deletion.

@@ -67,21 +67,13 @@ func (p *Projector) Rebuild(ctx context.Context, fresh bool, progress func(Progr
 	if err != nil {
 		return "", err
 	}
-	gen := ctl.Building
-	if gen == "" || fresh {
-		if gen != "" {
-			if _, err := p.store.DropGen(ctx, gen); err != nil {
-				return "", err
-			}
-		}
-		gen = readmodel.NewGen(time.Now())
-		if err := p.store.StartBuilding(ctx, gen); err != nil {
-			return "", err
-		}
+	gen, from, err := p.prepareBuild(ctx, ctl, fresh)
+	if err != nil {
+		return "", err
 	}
 	prev := ctl.Active
 	err = p.consume(ctx, run{
-		gen: gen, from: ctl.Pos[gen], deadLetterFrom: maxPos(ctl),
+		gen: gen, from: from, deadLetterFrom: maxPos(ctl),
 		after: func(ctx context.Context, applied uint64, caughtUp bool) error {
 			progress(Progress{Gen: gen, Phase: "replaying", Done: applied, Total: max(applied, p.Status().Head)})
 			if caughtUp {

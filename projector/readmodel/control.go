@@ -28,6 +28,12 @@ func (s *Store) ResetPos(ctx context.Context, gen string, pos uint64) error {
 	return s.rdb.HSet(ctx, ctlKey(), posField(gen), pos).Err()
 }
 
+// SetStream records the identity of the stream gen is built from, so a
+// stream deleted and recreated under the projector is noticed.
+func (s *Store) SetStream(ctx context.Context, gen, stream string) error {
+	return s.rdb.HSet(ctx, ctlKey(), streamField(gen), stream).Err()
+}
+
 // StartBuilding records gen as the generation a full rebuild writes.
 func (s *Store) StartBuilding(ctx context.Context, gen string) error {
 	if !validGen(gen) {
@@ -118,7 +124,7 @@ func (s *Store) DropGen(ctx context.Context, gen string) (int64, error) {
 	if err != nil {
 		return total, fmt.Errorf("drop generation %s: %w", gen, err)
 	}
-	return total, s.rdb.HDel(ctx, ctlKey(), posField(gen)).Err()
+	return total, s.rdb.HDel(ctx, ctlKey(), posField(gen), streamField(gen)).Err()
 }
 
 // Generations lists the generations that hold keys, found with SCAN.

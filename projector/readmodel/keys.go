@@ -30,6 +30,9 @@ const (
 
 func posField(gen string) string { return "pos:" + gen }
 
+// streamField records which stream (its creation time) gen was built from.
+func streamField(gen string) string { return "stream:" + gen }
+
 // renderKeys are the keys of one render in generation gen, in the order the
 // render scripts take them. Every one carries the hash tag {renderID}, so a
 // single Lua script can update them atomically, on Redis Cluster too.

@@ -107,6 +107,7 @@ type Control struct {
 	Building string            // generation a full rebuild is writing
 	Handover string            // generation waiting for the live projector to take over
 	Pos      map[string]uint64 // resume position of each generation
+	Streams  map[string]string // the stream each generation was built from
 }
 
 // Present reports whether the control state exists at all; it is missing
@@ -114,11 +115,14 @@ type Control struct {
 func (c Control) Present() bool { return c.Active != "" || c.Building != "" || len(c.Pos) > 0 }
 
 func parseControl(m map[string]string) Control {
-	c := Control{Active: m[fieldActive], Building: m[fieldBuilding], Handover: m[fieldHandover], Pos: map[string]uint64{}}
+	c := Control{Active: m[fieldActive], Building: m[fieldBuilding], Handover: m[fieldHandover],
+		Pos: map[string]uint64{}, Streams: map[string]string{}}
 	for k, v := range m {
-		if g, ok := strings.CutPrefix(k, "pos:"); ok {
+		if g, ok := strings.CutPrefix(k, posField("")); ok {
 			n, _ := strconv.ParseUint(v, 10, 64)
 			c.Pos[g] = n
+		} else if g, ok := strings.CutPrefix(k, streamField("")); ok {
+			c.Streams[g] = v
 		}
 	}
 	return c
