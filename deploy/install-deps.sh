@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# install-deps.sh installs what the tests need beyond Go modules: the
-# redis-server binary (NATS is embedded). It does nothing when redis-server
-# is already on PATH. Tests run their own redis-server on a random port, so
-# the package's own service on 6379 is kept from starting where possible.
+# install-deps.sh installs what the tests need beyond Go and Go modules:
+# make, a C compiler (go test -race needs cgo) and redis-server (NATS is
+# embedded). It installs nothing that is already there. Tests run their own
+# redis-server on a random port, so the package's own service on 6379 is
+# kept from starting where possible.
 set -euo pipefail
 
-if command -v redis-server >/dev/null 2>&1; then
-	exit 0
-fi
+missing=()
+command -v make >/dev/null 2>&1 || missing+=(make)
+command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-	echo "install-deps: installing redis-server" >&2
+	echo "install-deps: installing ${missing[*]}" >&2
 	# A policy-rc.d that exits 101 tells invoke-rc.d and deb-systemd-invoke
 	# not to start services, so the postinst leaves 6379 alone. Only add one
 	# if none exists, and remove it afterwards.
@@ -21,13 +24,15 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
 		trap 'rm -f "$policy"' EXIT
 	fi
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-	command -v redis-server >/dev/null 2>&1 || {
-		echo "install-deps: redis-server still not on PATH after apt-get install" >&2
-		exit 1
-	}
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	for bin in make gcc redis-server; do
+		command -v "$bin" >/dev/null 2>&1 || {
+			echo "install-deps: $bin still not on PATH after apt-get install" >&2
+			exit 1
+		}
+	done
 	exit 0
 fi
 
-echo "redis-server is missing: install the Debian package redis-server (sudo apt-get install -y redis-server)" >&2
+echo "missing: ${missing[*]}. Install the Debian packages: sudo apt-get install -y ${missing[*]}" >&2
 exit 1
