@@ -157,8 +157,8 @@ func TestDedupeWindowMovesWithEachCopy(t *testing.T) {
 	// A duplicate does not refresh the remembered time: the horizon counts
 	// from the copy that took effect.
 	s := newStream(t).created("c1", projA, renderX, "s1", "2026-06-05T10:00:00Z").viewed("v1", projA, renderX, "s1")
-	s.advance(40 * time.Minute).viewed("v1", projA, renderX, "s1") // duplicate
-	s.advance(40 * time.Minute).viewed("v1", projA, renderX, "s1") // 80 min after the first: counts
+	s.advance(40*time.Minute).viewed("v1", projA, renderX, "s1") // duplicate
+	s.advance(40*time.Minute).viewed("v1", projA, renderX, "s1") // 80 min after the first: counts
 	if got := clicksOf(list(t, s.fold(time.Hour), projA, renderX))["s1"]; got != 2 {
 		t.Fatalf("clickCount = %d, want 2", got)
 	}
