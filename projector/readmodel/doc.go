@@ -31,7 +31,9 @@
 // script updates them atomically. Control keys, outside any generation:
 //
 //	sharesd:{meta}:ctl     hash    active, building, handover (generation names),
-//	                               pos:G (resume position of generation G)
+//	                               pos:G (resume position of generation G),
+//	                               stream:G (creation time of the stream G was
+//	                               built from: a recreated stream is noticed)
 //	sharesd:{meta}:lease   string  token of the projector that holds the lease (TTL)
 //	sharesd:applied        pub/sub channel: the projector's position after each batch
 package readmodel
