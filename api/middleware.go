@@ -111,10 +111,12 @@ func nameRoute(next http.Handler) http.Handler {
 	})
 }
 
-// noBody refuses a request that carries a body: every route is a GET.
+// noBody refuses a GET or HEAD that carries a body. Other methods go on to
+// the router, which answers 405 whatever their body.
 func noBody(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength > 0 || len(r.TransferEncoding) > 0 {
+		bodyless := r.Method == http.MethodGet || r.Method == http.MethodHead
+		if bodyless && (r.ContentLength > 0 || len(r.TransferEncoding) > 0) {
 			writeError(w, codeBadRequest, "requests to this API take no body")
 			return
 		}
