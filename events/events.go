@@ -65,9 +65,15 @@ func (t Type) RenderScoped() bool {
 // Subject is the subject an event of type t about entity travels on.
 func Subject(t Type, entity string) string { return SubjectPre + string(t) + "." + entity }
 
-// RenderSubjects is the filter that matches every event of one render.
+// RenderSubjects are the filters that match every event of one render:
+// Decode accepts the render id on the subject in either case.
 func RenderSubjects(renderID string) []string {
-	return []string{SubjectPre + "render.*." + renderID, SubjectPre + "share.*." + renderID}
+	lower, upper := strings.ToLower(renderID), strings.ToUpper(renderID)
+	subjects := []string{SubjectPre + "render.*." + lower, SubjectPre + "share.*." + lower}
+	if upper != lower {
+		subjects = append(subjects, SubjectPre+"render.*."+upper, SubjectPre+"share.*."+upper)
+	}
+	return subjects
 }
 
 // Event is one decoded, validated event. Data holds a pointer to the payload

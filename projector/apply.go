@@ -93,6 +93,7 @@ func entityWord(t events.Type) string {
 // Headers of a dead letter.
 const (
 	HeaderReason  = "Sharesd-Reason"
+	HeaderCode    = "Sharesd-Reason-Code" // the metric label: malformed, unknown_type, bad_subject, invalid_field, project_mismatch
 	HeaderField   = "Sharesd-Field"
 	HeaderSubject = "Sharesd-Original-Subject"
 	HeaderStream  = "Sharesd-Original-Stream"
@@ -117,6 +118,7 @@ func (p *Projector) deadLetter(ctx context.Context, r run, m jetstream.Msg, seq 
 		out.Header[k] = v
 	}
 	out.Header.Set(HeaderReason, reason)
+	out.Header.Set(HeaderCode, label)
 	out.Header.Set(HeaderField, field)
 	out.Header.Set(HeaderSubject, m.Subject())
 	out.Header.Set(HeaderStream, events.Stream)

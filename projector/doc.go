@@ -2,19 +2,19 @@
 // decode, apply atomically with the event's stream sequence, move on. It
 // also owns dead-lettering, the resume position, rebuilds and verification.
 //
-//	 JetStream CRAFTKIT                    Redis (generation G)
-//	 ──────────────────                    ─────────────────────────────────────
-//	 seq 1 2 3 … n                         sharesd:G:{R}:render  seq, ver, project
-//	        │ ordered consumer from pos+1   sharesd:G:{R}:shares / recs / clicks / …
-//	        ▼                              sharesd:{meta}:ctl    active, pos:G, …
-//	 ┌─────────────┐  batch (≤512)   ┌────────────────────────────────────────┐
-//	 │ feed chan   │───────────────▶│ one pipeline:                          │
-//	 └─────────────┘  decode each    │   EVALSHA apply (one per event, guarded │
-//	        │ bad → CRAFTKIT_         │     by the entity's last applied seq)   │
-//	        │ DEADLETTER (+headers)   │   setPos(G, end of PREVIOUS batch)      │
-//	        ▼                         │   PUBLISH sharesd:applied <seq>         │
-//	   next batch ◀───────────────────│   HGETALL ctl (handover? flushed?)     │
-//	                                 └────────────────────────────────────────┘
+//	JetStream CRAFTKIT                    Redis (generation G)
+//	──────────────────                    ─────────────────────────────────────
+//	seq 1 2 3 … n                         sharesd:G:{R}:render  seq, ver, project
+//	       │ ordered consumer from pos+1   sharesd:G:{R}:shares / recs / clicks / …
+//	       ▼                              sharesd:{meta}:ctl    active, pos:G, …
+//	┌─────────────┐  batch (≤512)   ┌────────────────────────────────────────┐
+//	│ feed chan   │───────────────▶│ one pipeline:                          │
+//	└─────────────┘  decode each    │   EVALSHA apply (one per event, guarded │
+//	       │ bad → CRAFTKIT_         │     by the entity's last applied seq)   │
+//	       │ DEADLETTER (+headers)   │   setPos(G, end of PREVIOUS batch)      │
+//	       ▼                         │   PUBLISH sharesd:applied <seq>         │
+//	  next batch ◀───────────────────│   HGETALL ctl (handover? flushed?)     │
+//	                                └────────────────────────────────────────┘
 //
 // # Exactly once
 //

@@ -74,7 +74,7 @@ func runSubcommand(ctx context.Context, env *environment, name string, args []st
 // eventMsg checks one contract event given as a JSON object and returns the
 // message that carries it: on the subject its type and entity travel on,
 // with Nats-Msg-Id set to its id. Every rejection is a *events.DecodeError.
-// It derives the subject as publishRaw (seed.go) does, with UUIDs in
+// It derives the subject (as publishRaw in seed.go sends it), with UUIDs in
 // lowercase, but leaves sending to the caller, so `publish` can validate a
 // whole file first and then publish asynchronously.
 func eventMsg(data []byte) (*nats.Msg, error) {

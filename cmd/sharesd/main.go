@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -49,6 +51,7 @@ func commands() []command {
 		{"publish", "publish contract events from a JSON-lines file or stdin, validated first", runPublish},
 		{"keys", "mint (keys create) or revoke (keys revoke) API keys", runKeys},
 		{"deadletter", "list or replay dead-lettered events (deadletter list|replay)", runDeadletter},
+		{"healthcheck", "GET a running sharesd's /healthz (or -url) and fail unless it answers 200: for container healthchecks", runHealthcheck},
 	}
 }
 
@@ -62,7 +65,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(ctx, env, args[1:])
+			if err := c.run(ctx, env, args[1:]); !errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return nil // -h printed the flags
 		}
 	}
 	usage(stderr)

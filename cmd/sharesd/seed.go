@@ -10,7 +10,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/craftkit/sharesd/events"
@@ -91,27 +90,10 @@ func publishJSON(ctx context.Context, js jetstream.JetStream, m map[string]any) 
 
 // publishRaw validates one event and publishes it on its subject.
 func publishRaw(ctx context.Context, js jetstream.JetStream, data []byte) (*jetstream.PubAck, error) {
-	var head struct {
-		ID, Type, ProjectID, RenderID string
-		Data                          struct{ KeyID string }
-	}
-	if err := json.Unmarshal(data, &head); err != nil {
-		return nil, &events.DecodeError{Field: "$", Reason: "not a JSON object: " + err.Error()}
-	}
-	entity := head.ProjectID
-	switch t := events.Type(head.Type); {
-	case t.RenderScoped():
-		entity = head.RenderID
-	case t == events.TypeAPIKeyCreated || t == events.TypeAPIKeyRevoked:
-		entity = head.Data.KeyID
-	}
-	subject := events.Subject(events.Type(head.Type), entity)
-	if _, err := events.Decode(subject, data); err != nil {
+	msg, err := eventMsg(data)
+	if err != nil {
 		return nil, err
 	}
-	msg := nats.NewMsg(subject)
-	msg.Data = data
-	msg.Header.Set(jetstream.MsgIDHeader, head.ID)
 	return js.PublishMsg(ctx, msg)
 }
 
