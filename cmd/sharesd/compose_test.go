@@ -1,0 +1,530 @@
+package main
+
+// No Docker engine runs here, so these tests read docker-compose.yml,
+// deploy/k8s/*.yaml and deploy/Dockerfile and check what a typo would break
+// only on someone else's machine: pinned images, environment names that the
+// subcommand really reads, healthchecks and probes, dependencies, and
+// commands that are real subcommands.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"io"
+	"maps"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v4"
+)
+
+const repoRoot = "../.."
+
+// composeFile is the part of docker-compose.yml the checks read, in the
+// long forms they require (a list command, a map environment, depends_on
+// with conditions).
+type composeFile struct {
+	Services map[string]composeService `yaml:"services"`
+}
+
+type composeService struct {
+	Image string `yaml:"image"`
+	Build *struct {
+		Context    string `yaml:"context"`
+		Dockerfile string `yaml:"dockerfile"`
+	} `yaml:"build"`
+	Command     []string          `yaml:"command"`
+	Environment map[string]string `yaml:"environment"`
+	Healthcheck *struct {
+		Test []string `yaml:"test"`
+	} `yaml:"healthcheck"`
+	DependsOn map[string]struct {
+		Condition string `yaml:"condition"`
+	} `yaml:"depends_on"`
+	Restart string `yaml:"restart"`
+}
+
+func readCompose(t testing.TB) composeFile {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f composeFile
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	if len(f.Services) == 0 {
+		t.Fatal("docker-compose.yml: no services")
+	}
+	return f
+}
+
+// subcommandEnv is the set of environment variables subcommand name reads,
+// from the "(env NAME)" of its -h output.
+func subcommandEnv(t testing.TB, name string) map[string]bool {
+	t.Helper()
+	var stderr bytes.Buffer
+	err := run(context.Background(), []string{name, "-h"}, func(string) string { return "" }, strings.NewReader(""), io.Discard, &stderr)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("sharesd %s -h: %v", name, err)
+	}
+	names := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\(env ([A-Z0-9_]+)\)`).FindAllStringSubmatch(stderr.String(), -1) {
+		names[m[1]] = true
+	}
+	if len(names) == 0 {
+		t.Fatalf("sharesd %s -h names no environment variable:\n%s", name, stderr.String())
+	}
+	return names
+}
+
+func isSubcommand(name string) bool {
+	return slices.ContainsFunc(commands(), func(c command) bool { return c.name == name })
+}
+
+// checkImage reports an image without a tag, or tagged latest.
+func checkImage(t testing.TB, where, image string) {
+	t.Helper()
+	name, _, _ := strings.Cut(image, "@")
+	slash := strings.LastIndex(name, "/")
+	_, tag, ok := strings.Cut(name[slash+1:], ":")
+	if !ok || tag == "" || tag == "latest" {
+		t.Errorf("%s: image %q is not pinned: want a version tag, not latest", where, image)
+	}
+}
+
+// checkEnv reports environment names that config.go does not know or that
+// the subcommand does not read.
+func checkEnv(t testing.TB, where, subcommand string, names []string) {
+	t.Helper()
+	reads := subcommandEnv(t, subcommand)
+	for _, n := range names {
+		if !slices.Contains(envVars, n) {
+			t.Errorf("%s: environment variable %s is not in envVars of config.go", where, n)
+		}
+		if !reads[n] {
+			t.Errorf("%s: sharesd %s does not read %s (see sharesd %s -h)", where, subcommand, n, subcommand)
+		}
+	}
+}
+
+// port is the port of a listen address such as ":9090".
+func port(t testing.TB, addr string) string {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("HTTP_ADDR %q: %v", addr, err)
+	}
+	return p
+}
+
+func TestComposeFile(t *testing.T) {
+	t.Parallel()
+	f := readCompose(t)
+	for _, name := range []string{"nats", "redis", "seed", "projector", "api"} {
+		if _, ok := f.Services[name]; !ok {
+			t.Errorf("docker-compose.yml: no service %s", name)
+		}
+	}
+	for name, s := range f.Services {
+		where := "docker-compose.yml: " + name
+		if s.Image == "" && s.Build == nil {
+			t.Errorf("%s: neither image nor build", where)
+		}
+		if s.Image != "" {
+			checkImage(t, where, s.Image)
+		}
+		for dep, d := range s.DependsOn {
+			ds, ok := f.Services[dep]
+			switch {
+			case !ok:
+				t.Errorf("%s: depends on %s, which is not a service", where, dep)
+			case d.Condition == "service_healthy" && ds.Healthcheck == nil:
+				t.Errorf("%s: waits for %s to be healthy, which has no healthcheck", where, dep)
+			case d.Condition == "service_completed_successfully" && ds.Restart != "no":
+				t.Errorf("%s: waits for %s to complete, which is not one-shot (restart: %q)", where, dep, ds.Restart)
+			case d.Condition != "service_healthy" && d.Condition != "service_completed_successfully":
+				t.Errorf("%s: depends on %s with condition %q, want service_healthy", where, dep, d.Condition)
+			}
+		}
+		if s.Build == nil {
+			continue
+		}
+		// A service built from deploy/Dockerfile runs /sharesd <command>.
+		if got, want := s.Build.Dockerfile, "deploy/Dockerfile"; got != want || s.Build.Context != "." {
+			t.Errorf("%s: builds %s in %q, want %s in .", where, got, s.Build.Context, want)
+		}
+		if len(s.Command) == 0 || !isSubcommand(s.Command[0]) {
+			t.Errorf("%s: command %q does not start with a sharesd subcommand", where, s.Command)
+			continue
+		}
+		checkEnv(t, where, s.Command[0], slices.Sorted(maps.Keys(s.Environment)))
+		// The URLs name services it waits for.
+		for _, v := range []string{"NATS_URL", "REDIS_URL"} {
+			if s.Environment[v] == "" {
+				continue
+			}
+			u, err := url.Parse(s.Environment[v])
+			if err != nil {
+				t.Errorf("%s: %s: %v", where, v, err)
+				continue
+			}
+			if d, ok := s.DependsOn[u.Hostname()]; !ok || d.Condition != "service_healthy" {
+				t.Errorf("%s: %s points at %s but does not wait for it to be healthy", where, v, u.Hostname())
+			}
+		}
+		if hc := s.Healthcheck; hc != nil {
+			checkSharesdHealthcheck(t, where, hc.Test, s.Environment["HTTP_ADDR"])
+		}
+	}
+
+	for _, name := range []string{"nats", "redis", "projector", "api"} {
+		if hc := f.Services[name].Healthcheck; hc == nil || len(hc.Test) < 2 || (hc.Test[0] != "CMD" && hc.Test[0] != "CMD-SHELL") {
+			t.Errorf("docker-compose.yml: %s has no healthcheck test", name)
+		}
+	}
+	if got := f.Services["seed"]; got.Restart != "no" || len(got.Command) == 0 || got.Command[0] != "seed" {
+		t.Errorf("docker-compose.yml: seed runs %q with restart %q, want the one-shot seed with restart \"no\"", got.Command, got.Restart)
+	}
+	for _, name := range []string{"projector", "api"} {
+		if d, ok := f.Services[name].DependsOn["redis"]; !ok || d.Condition != "service_healthy" {
+			t.Errorf("docker-compose.yml: %s does not wait for redis to be healthy", name)
+		}
+	}
+	redis := f.Services["redis"].Command
+	if i := slices.Index(redis, "--maxmemory-policy"); i < 0 || i+1 >= len(redis) || redis[i+1] != "noeviction" {
+		t.Errorf("docker-compose.yml: redis runs %q, want --maxmemory-policy noeviction", redis)
+	}
+	nats := f.Services["nats"]
+	if !slices.Contains(nats.Command, "-js") || !slices.Contains(nats.Command, "8222") {
+		t.Errorf("docker-compose.yml: nats runs %q, want JetStream (-js) and monitoring on 8222 (-m 8222)", nats.Command)
+	}
+	if hc := nats.Healthcheck; hc == nil || !strings.Contains(strings.Join(hc.Test, " "), ":8222/healthz") {
+		t.Errorf("docker-compose.yml: the nats healthcheck does not ask the monitoring port's /healthz")
+	}
+}
+
+// checkSharesdHealthcheck checks a healthcheck that runs the image's own
+// binary: a real subcommand, asking the port the service listens on.
+func checkSharesdHealthcheck(t testing.TB, where string, test []string, httpAddr string) {
+	t.Helper()
+	if len(test) < 3 || test[0] != "CMD" || test[1] != "/sharesd" {
+		t.Errorf("%s: healthcheck %q, want [CMD /sharesd healthcheck …] (the image has no shell or curl)", where, test)
+		return
+	}
+	if !isSubcommand(test[2]) {
+		t.Errorf("%s: healthcheck runs sharesd %s, not a subcommand", where, test[2])
+	}
+	i := slices.Index(test, "-url")
+	if i < 0 || i+1 >= len(test) {
+		return // the default: /healthz on the port of HTTP_ADDR
+	}
+	u, err := url.Parse(test[i+1])
+	if err != nil {
+		t.Errorf("%s: healthcheck -url: %v", where, err)
+		return
+	}
+	if httpAddr == "" {
+		httpAddr = ":8080"
+	}
+	if got, want := u.Port(), port(t, httpAddr); got != want {
+		t.Errorf("%s: healthcheck asks port %s, but the service listens on %s", where, got, want)
+	}
+	if u.Path != "/healthz" && u.Path != "/readyz" {
+		t.Errorf("%s: healthcheck asks %s, want /healthz or /readyz", where, u.Path)
+	}
+}
+
+// k8sObject is one document of deploy/k8s/*.yaml, decoded loosely.
+type k8sObject struct {
+	file string
+	Kind string                `yaml:"kind"`
+	Meta struct{ Name string } `yaml:"metadata"`
+	Data map[string]string     `yaml:"data"`
+	Spec struct {
+		Replicas *int `yaml:"replicas"`
+		Strategy struct {
+			Type string `yaml:"type"`
+		} `yaml:"strategy"`
+		Selector struct {
+			MatchLabels map[string]string `yaml:"matchLabels"`
+		} `yaml:"selector"`
+		Template struct {
+			Spec struct {
+				SecurityContext struct {
+					RunAsNonRoot bool `yaml:"runAsNonRoot"`
+				} `yaml:"securityContext"`
+				Containers []k8sContainer `yaml:"containers"`
+			} `yaml:"spec"`
+		} `yaml:"template"`
+	} `yaml:"spec"`
+}
+
+type k8sContainer struct {
+	Name  string   `yaml:"name"`
+	Image string   `yaml:"image"`
+	Args  []string `yaml:"args"`
+	Env   []struct {
+		Name string `yaml:"name"`
+	} `yaml:"env"`
+	EnvFrom []struct {
+		ConfigMapRef *struct{ Name string } `yaml:"configMapRef"`
+	} `yaml:"envFrom"`
+	Ports []struct {
+		Name          string `yaml:"name"`
+		ContainerPort int    `yaml:"containerPort"`
+	} `yaml:"ports"`
+	ReadinessProbe *k8sProbe `yaml:"readinessProbe"`
+	LivenessProbe  *k8sProbe `yaml:"livenessProbe"`
+	Resources      struct {
+		Requests map[string]string `yaml:"requests"`
+		Limits   map[string]string `yaml:"limits"`
+	} `yaml:"resources"`
+	SecurityContext struct {
+		AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
+		ReadOnlyRootFilesystem   bool  `yaml:"readOnlyRootFilesystem"`
+	} `yaml:"securityContext"`
+}
+
+type k8sProbe struct {
+	HTTPGet *struct {
+		Path string `yaml:"path"`
+		Port any    `yaml:"port"`
+	} `yaml:"httpGet"`
+}
+
+func readK8s(t testing.TB) []k8sObject {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(repoRoot, "deploy", "k8s", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("deploy/k8s/*.yaml: %v (%d files)", err, len(files))
+	}
+	var objs []k8sObject
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		for {
+			var o k8sObject
+			err := dec.Decode(&o)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", file, err)
+			}
+			if o.Kind == "" {
+				t.Errorf("%s: a document without kind", file)
+				continue
+			}
+			o.file = filepath.Base(file)
+			objs = append(objs, o)
+		}
+	}
+	return objs
+}
+
+func TestKubernetesManifests(t *testing.T) {
+	t.Parallel()
+	objs := readK8s(t)
+	configMaps := map[string]map[string]string{}
+	for _, o := range objs {
+		if o.Kind == "ConfigMap" {
+			configMaps[o.Meta.Name] = o.Data
+		}
+	}
+	deployments := map[string]k8sContainer{} // by subcommand
+	for _, o := range objs {
+		if o.Kind != "Deployment" {
+			continue
+		}
+		where := "deploy/k8s/" + o.file + ": " + o.Meta.Name
+		if !o.Spec.Template.Spec.SecurityContext.RunAsNonRoot {
+			t.Errorf("%s: pod securityContext.runAsNonRoot is not true", where)
+		}
+		for _, c := range o.Spec.Template.Spec.Containers {
+			cw := where + "/" + c.Name
+			checkImage(t, cw, c.Image)
+			if len(c.Args) == 0 || !isSubcommand(c.Args[0]) {
+				t.Errorf("%s: args %q do not start with a sharesd subcommand", cw, c.Args)
+				continue
+			}
+			env := map[string]string{}
+			for _, e := range c.Env {
+				env[e.Name] = ""
+			}
+			for _, ef := range c.EnvFrom {
+				if ef.ConfigMapRef == nil {
+					continue
+				}
+				data, ok := configMaps[ef.ConfigMapRef.Name]
+				if !ok {
+					t.Errorf("%s: envFrom ConfigMap %s is not in deploy/k8s", cw, ef.ConfigMapRef.Name)
+				}
+				for k, v := range data {
+					env[k] = v
+				}
+			}
+			checkEnv(t, cw, c.Args[0], slices.Sorted(maps.Keys(env)))
+			if !c.SecurityContext.ReadOnlyRootFilesystem || c.SecurityContext.AllowPrivilegeEscalation == nil || *c.SecurityContext.AllowPrivilegeEscalation {
+				t.Errorf("%s: want readOnlyRootFilesystem: true and allowPrivilegeEscalation: false", cw)
+			}
+			if c.Resources.Requests["cpu"] == "" || c.Resources.Limits["memory"] == "" {
+				t.Errorf("%s: want a cpu request and a memory limit", cw)
+			}
+			addr := env["HTTP_ADDR"]
+			if addr == "" {
+				addr = ":8080"
+			}
+			checkProbe(t, cw+" readinessProbe", c.ReadinessProbe, "/readyz", c, port(t, addr))
+			checkProbe(t, cw+" livenessProbe", c.LivenessProbe, "/healthz", c, port(t, addr))
+			deployments[c.Args[0]] = c
+			replicas := 1 // the Kubernetes default
+			if o.Spec.Replicas != nil {
+				replicas = *o.Spec.Replicas
+			}
+			switch c.Args[0] {
+			case "api":
+				if replicas < 2 {
+					t.Errorf("%s: the API runs %d replicas, want 2 or more", where, replicas)
+				}
+			case "projector":
+				if replicas != 1 || o.Spec.Strategy.Type != "Recreate" {
+					t.Errorf("%s: the projector runs %d replicas with strategy %q, want 1 with Recreate", where, replicas, o.Spec.Strategy.Type)
+				}
+			}
+		}
+	}
+	for _, name := range []string{"api", "projector"} {
+		if _, ok := deployments[name]; !ok {
+			t.Errorf("deploy/k8s: no Deployment runs sharesd %s", name)
+		}
+	}
+	if !slices.ContainsFunc(objs, func(o k8sObject) bool { return o.Kind == "Service" && o.Meta.Name == "sharesd-api" }) {
+		t.Errorf("deploy/k8s: no Service sharesd-api")
+	}
+}
+
+// checkProbe wants an HTTP probe of path on the container port that
+// HTTP_ADDR listens on (by number or by the port's name).
+func checkProbe(t testing.TB, where string, p *k8sProbe, path string, c k8sContainer, want string) {
+	t.Helper()
+	if p == nil || p.HTTPGet == nil {
+		t.Errorf("%s: missing, want httpGet %s", where, path)
+		return
+	}
+	if p.HTTPGet.Path != path {
+		t.Errorf("%s: path %s, want %s", where, p.HTTPGet.Path, path)
+	}
+	got := ""
+	switch v := p.HTTPGet.Port.(type) {
+	case int:
+		got = strconv.Itoa(v)
+	case string:
+		for _, cp := range c.Ports {
+			if cp.Name == v {
+				got = strconv.Itoa(cp.ContainerPort)
+			}
+		}
+	}
+	if got != want {
+		t.Errorf("%s: port %v is %q, want the HTTP_ADDR port %s", where, p.HTTPGet.Port, got, want)
+	}
+}
+
+// TestDockerfile checks the image's build: pinned base images, a non-root
+// final stage, /sharesd as entrypoint, and the same go build line as
+// `make docker-build-check`, which is how CI checks the build without a
+// Docker engine.
+func TestDockerfile(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var from []string
+	var user, entrypoint, build string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		switch strings.ToUpper(f[0]) {
+		case "FROM":
+			from = append(from, f[1])
+			user = "" // USER applies to its stage
+		case "USER":
+			user = f[1]
+		case "ENTRYPOINT":
+			entrypoint = strings.Join(f[1:], " ")
+		case "RUN":
+			if strings.Contains(line, "go build") {
+				build = strings.Join(f[1:], " ")
+			}
+		}
+	}
+	if len(from) < 2 {
+		t.Errorf("deploy/Dockerfile: %d stages, want a multi-stage build", len(from))
+	}
+	for _, image := range from {
+		checkImage(t, "deploy/Dockerfile", image)
+	}
+	if uid, _, _ := strings.Cut(user, ":"); uid == "" || uid == "root" || uid == "0" {
+		t.Errorf("deploy/Dockerfile: the final stage runs as %q, want a non-root USER", user)
+	}
+	if entrypoint != `["/sharesd"]` {
+		t.Errorf("deploy/Dockerfile: ENTRYPOINT %s, want [\"/sharesd\"] (compose and k8s pass subcommands)", entrypoint)
+	}
+
+	mk, err := os.ReadFile(filepath.Join(repoRoot, "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var check string
+	in := false
+	for _, line := range strings.Split(string(mk), "\n") {
+		switch {
+		case strings.HasPrefix(line, "docker-build-check:"):
+			in = true
+		case in && !strings.HasPrefix(line, "\t"):
+			in = false
+		case in && check == "" && strings.Contains(line, "go build") && strings.Contains(line, "CGO_ENABLED"):
+			check = line[strings.Index(line, "CGO_ENABLED"):]
+		}
+	}
+	if got, want := withoutOutput(check), withoutOutput(build); want == "" || got != want {
+		t.Errorf("make docker-build-check builds with\n\t%s\nbut deploy/Dockerfile with\n\t%s", got, want)
+	}
+	if !strings.HasPrefix(build, "CGO_ENABLED=0 go build") || !strings.HasSuffix(withoutOutput(build), "./cmd/sharesd") {
+		t.Errorf("deploy/Dockerfile: RUN %s, want a static CGO_ENABLED=0 go build of ./cmd/sharesd", build)
+	}
+}
+
+// withoutOutput is a go build command line without its -o argument and
+// what follows the package.
+func withoutOutput(cmd string) string {
+	f := strings.Fields(cmd)
+	var out []string
+	for i := 0; i < len(f); i++ {
+		if f[i] == "-o" {
+			i++
+			continue
+		}
+		out = append(out, f[i])
+		if f[i] == "./cmd/sharesd" {
+			break
+		}
+	}
+	return strings.Join(out, " ")
+}
