@@ -195,6 +195,13 @@ func (p *Projector) atHead(ctx context.Context, cons jetstream.Consumer, filter 
 	head := s.CachedInfo().State.LastSeq
 	p.metrics.StreamHead.Set(float64(head))
 	p.setHead(head)
+	if head < applied {
+		// The stream was recreated or restored from an older copy under
+		// the run; its ordered consumer would wait, silently, for a
+		// sequence the stream may never reach. End the run: the next step
+		// sees the stream behind the position and rebuilds.
+		return false, fmt.Errorf("stream's last sequence %d is below the applied position %d", head, applied)
+	}
 	if filter != nil {
 		// Only this filter's subjects matter: ask the consumer what it has
 		// still to deliver and what it delivered last.

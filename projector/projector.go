@@ -219,10 +219,14 @@ func (p *Projector) step(ctx context.Context) error {
 		gen: gen, from: pos, live: true,
 		check: func(c readmodel.Control) error {
 			switch {
-			case !c.Present():
+			// Not !c.Present(): the batch that met the empty Redis saved
+			// this generation's position again in the same round trip.
+			case c.Active == "":
 				p.metrics.SelfHeals.Inc()
 				p.logger.Error("READ MODEL VANISHED (Redis restarted empty or was flushed): rebuilding from the stream; the API answers 503 meanwhile", "gen", gen)
-				go p.drop(context.WithoutCancel(ctx), gen, 0)
+				// After the grace, so the run's last SetPos (on its way out) is
+				// deleted too.
+				go p.drop(context.WithoutCancel(ctx), gen, p.cfg.DropGrace)
 				return errSwitch
 			case c.Active != gen, c.Handover != "" && c.Handover != gen:
 				return errSwitch

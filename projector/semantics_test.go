@@ -166,10 +166,10 @@ func TestSemantics(t *testing.T) {
 
 	t.Run("interleaved renders", func(t *testing.T) {
 		project := newUUID()
-		evs, m := workload(project, 4, 5, 3)
+		evs := workload(project, 4, 5, 3)
 		e.publishAsync(t, evs)
 		e.waitApplied(t, e.lastSeq(t), r)
-		m.check(t, e, project)
+		modelOf(project, evs).check(t, e)
 	})
 }
 

@@ -1,0 +1,375 @@
+package projector_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/natstest"
+	"github.com/craftkit/sharesd/projector"
+	"github.com/craftkit/sharesd/projector/readmodel"
+)
+
+// watchHeal reads the renders of final round-robin until every one lists
+// exactly as final says. Until then every read must fail with
+// ErrUnavailable (or a connection error while Redis is down) or list every
+// share with at least the clicks of floor, the model before the fault:
+// never ErrNotFound, never a missing share, never a lower count. It returns
+// how many reads were unavailable.
+func watchHeal(t testing.TB, e *env, floor, final *model, timeout time.Duration) int {
+	t.Helper()
+	renders := final.renders()
+	unavailable, healed := 0, map[string]bool{}
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(2 * time.Millisecond) // paced, so the rebuild gets the CPU
+	defer tick.Stop()
+	for i := 0; len(healed) < len(renders); i++ {
+		<-tick.C
+		if time.Now().After(deadline) {
+			t.Fatalf("read model not healed after %v: %d of %d renders right, %d reads unavailable", timeout, len(healed), len(renders), unavailable)
+		}
+		r := renders[i%len(renders)]
+		l, err := e.store.List(context.Background(), final.project, r, nil)
+		switch {
+		case errors.Is(err, readmodel.ErrUnavailable):
+			unavailable++
+			healed = map[string]bool{}
+			continue
+		case errors.Is(err, readmodel.ErrNotFound):
+			t.Fatalf("read %d: render %s: ErrNotFound while the read model heals, want ErrUnavailable", i, r)
+		case err != nil:
+			continue // Redis is not back yet
+		}
+		got := clicks(decodeList(t, l))
+		if err := sameClicks(got, final.shares[r]); err == nil {
+			healed[r] = true
+			continue
+		}
+		delete(healed, r)
+		if len(got) != len(floor.shares[r]) {
+			t.Fatalf("read %d: render %s lists %d shares while the read model heals, want %d", i, r, len(got), len(floor.shares[r]))
+		}
+		for id, n := range floor.shares[r] {
+			if got[id] < n || got[id] > final.shares[r][id] {
+				t.Fatalf("read %d: render %s share %s has %d clicks while the read model heals, want %d to %d",
+					i, r, id, got[id], n, final.shares[r][id])
+			}
+		}
+	}
+	return unavailable
+}
+
+// TestSelfHealAfterFlushAll flushes Redis under a projector that has
+// applied a 20,000-event stream: it must notice, rebuild, and answer
+// ErrUnavailable meanwhile, never a wrong answer.
+func TestSelfHealAfterFlushAll(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	project := newUUID()
+	evs := workload(project, 20, 10, 99) // 20,020 events
+	t0 := time.Now()
+	e.publishAsync(t, evs)
+	t.Logf("published in %v", time.Since(t0))
+	r := e.start(t)
+	last := e.lastSeq(t)
+	e.waitApplied(t, last, r)
+	m := modelOf(project, evs)
+	m.check(t, e)
+	before, err := e.store.ReadControl(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := e.rdb.FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n := watchHeal(t, e, m, m, 30*time.Second); n == 0 {
+		t.Fatal("no read was unavailable after FLUSHALL; want ErrUnavailable until the rebuild is done")
+	}
+	m.check(t, e)
+	after, err := e.store.ReadControl(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Active == before.Active || after.Pos[after.Active] != last {
+		t.Fatalf("control after the heal = %+v, want a new generation (not %s) at %d", after, before.Active, last)
+	}
+	if got := metric(t, r.reg, "sharesd_self_heals_total"); got != 1 {
+		t.Fatalf("sharesd_self_heals_total = %v, want 1", got)
+	}
+
+	// It goes on projecting into the new generation.
+	more := moreViews(m, 50)
+	e.publishAsync(t, more)
+	e.waitApplied(t, e.lastSeq(t), r)
+	for _, ev := range more {
+		m.add(ev)
+	}
+	m.check(t, e)
+}
+
+// TestSelfHealAfterRedisRestart restarts Redis empty while events keep
+// arriving: the projector rebuilds and misses nothing.
+func TestSelfHealAfterRedisRestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t)
+	project := newUUID()
+	evs := workload(project, 3, 5, 10)
+	e.publishAsync(t, evs)
+	e.waitApplied(t, e.lastSeq(t), r)
+	m := modelOf(project, evs)
+	m.check(t, e)
+
+	e.redis.Restart(t)
+	more := moreViews(m, 100)
+	e.publishAsync(t, more)
+	floor := modelOf(project, evs)
+	for _, ev := range more {
+		m.add(ev)
+	}
+	watchHeal(t, e, floor, m, 30*time.Second)
+	e.waitApplied(t, e.lastSeq(t), r)
+	m.check(t, e)
+	e.wantOnlyActiveGen(t)
+}
+
+// wantOnlyActiveGen waits until the only generation holding keys is the
+// active one: a replaced or vanished generation leaves nothing behind.
+func (e *env) wantOnlyActiveGen(t testing.TB) {
+	t.Helper()
+	waitFor(t, 10*time.Second, func() error {
+		ctl, err := e.store.ReadControl(context.Background())
+		if err != nil {
+			return err
+		}
+		gens, err := e.store.Generations(context.Background())
+		if err != nil {
+			return err
+		}
+		for g, n := range gens {
+			if g != ctl.Active {
+				return fmt.Errorf("generation %s (active %s) still has %d keys", g, ctl.Active, n)
+			}
+		}
+		for g := range ctl.Pos {
+			if g != ctl.Active {
+				return fmt.Errorf("control still holds a position for generation %s (active %s)", g, ctl.Active)
+			}
+		}
+		return nil
+	})
+}
+
+// TestRedisPaused stops Redis for two seconds while events arrive; once it
+// is back every event counts exactly once.
+func TestRedisPaused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t)
+	project := newUUID()
+	evs := workload(project, 3, 5, 10)
+	e.publishAsync(t, evs)
+	e.waitApplied(t, e.lastSeq(t), r)
+	m := modelOf(project, evs)
+
+	e.redis.Pause(t)
+	paused := moreViews(m, 150)
+	e.publishAsync(t, paused)
+	<-time.After(2 * time.Second) // the fault's duration, not a synchronisation
+	e.redis.Resume(t)
+	after := moreViews(m, 50)
+	e.publishAsync(t, after)
+	for _, ev := range append(paused, after...) {
+		m.add(ev)
+	}
+	e.waitApplied(t, e.lastSeq(t), r)
+	m.check(t, e)
+}
+
+// TestNATSRestart restarts the NATS server on the same store while the
+// projector runs: it reconnects and applies what is published afterwards.
+func TestNATSRestart(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t)
+	project := newUUID()
+	evs := workload(project, 3, 5, 10)
+	e.publishAsync(t, evs)
+	e.waitApplied(t, e.lastSeq(t), r)
+	m := modelOf(project, evs)
+
+	e.ns = natstest.RestartServer(t, e.ns)
+	waitFor(t, 10*time.Second, func() error {
+		if !e.nc.IsConnected() {
+			return errors.New("client not reconnected")
+		}
+		_, err := e.js.Stream(context.Background(), "CRAFTKIT")
+		return err
+	})
+	more := moreViews(m, 100)
+	e.publishAsync(t, more)
+	for _, ev := range more {
+		m.add(ev)
+	}
+	e.waitApplied(t, e.lastSeq(t), r)
+	m.check(t, e)
+}
+
+// TestStreamWentBackwards deletes and recreates the stream under a running
+// projector and publishes a shorter, different history: the projector must
+// notice, rebuild, and list only the new history.
+func TestStreamWentBackwards(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t)
+	ctx := context.Background()
+	oldProject, newProject := newUUID(), newUUID()
+	old := workload(oldProject, 2, 3, 10)
+	e.publishAsync(t, old)
+	e.waitApplied(t, e.lastSeq(t), r)
+	modelOf(oldProject, old).check(t, e)
+	before, err := e.store.ReadControl(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if err := e.js.DeleteStream(ctx, "CRAFTKIT"); err != nil {
+		t.Fatal(err)
+	}
+	if err := projector.EnsureStreams(ctx, e.js); err != nil {
+		t.Fatal(err)
+	}
+	// The new history is shorter, and holds a bad event that must not
+	// block the events behind it.
+	fresh := workload(newProject, 1, 2, 2)
+	seqs := e.publishAsync(t, fresh[:2])
+	natstest.Publish(t, e.js, "craftkit.share.viewed."+fresh[0].render, []byte("not json"), "bad-"+newUUID())
+	seqs = append(seqs, e.publishAsync(t, fresh[2:])...)
+	if last := seqs[len(seqs)-1]; last >= before.Pos[before.Active] {
+		t.Fatalf("new history ends at %d, want below the old position %d", last, before.Pos[before.Active])
+	}
+
+	gone := modelOf(oldProject, nil) // the old renders, unlisted
+	for _, ev := range old {
+		gone.shares[ev.render] = map[string]int{}
+	}
+	waitFor(t, 20*time.Second, func() error {
+		ctl, err := e.store.ReadControl(ctx)
+		if err != nil {
+			return err
+		}
+		if ctl.Active == before.Active {
+			return fmt.Errorf("generation %s still active", ctl.Active)
+		}
+		if err := modelOf(newProject, fresh).compareAll(t, e); err != nil {
+			return err
+		}
+		return gone.compareAll(t, e)
+	})
+	e.wantOnlyActiveGen(t)
+}
+
+// TestHandover hands a generation rebuilt by hand to the live projector,
+// as `sharesd rebuild` does: the projector brings it up to its own
+// position, makes it active, and deletes the old one, while every read
+// lists exactly the same.
+func TestHandover(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.start(t)
+	ctx := context.Background()
+	project := newUUID()
+	evs := workload(project, 3, 4, 10)
+	e.publishAsync(t, evs)
+	e.waitApplied(t, e.lastSeq(t), r)
+	ctl, err := e.store.ReadControl(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := ctl.Active
+
+	// Rebuild all but the last 30 events into g2 by hand.
+	g2 := readmodel.NewGen(time.Now())
+	if err := e.store.StartBuilding(ctx, g2); err != nil {
+		t.Fatal(err)
+	}
+	upto := e.lastSeq(t) - 30
+	if _, _, err := e.store.Apply(ctx, g2, e.ops(t, 1, upto), 0, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.SetPos(ctx, g2, upto); err != nil {
+		t.Fatal(err)
+	}
+	m := modelOf(project, evs)
+	more := moreViews(m, 40)
+	e.publishAsync(t, more)
+	for _, ev := range more {
+		m.add(ev)
+	}
+	e.waitApplied(t, e.lastSeq(t), r)
+	m.check(t, e)
+
+	if err := e.store.RequestHandover(ctx, g2); err != nil {
+		t.Fatal(err)
+	}
+	renders := m.renders()
+	for i := 0; ; i++ {
+		if err := m.compare(t, e, renders[i%len(renders)]); err != nil {
+			t.Fatalf("read %d during the handover: %v", i, err)
+		}
+		ctl, err := e.store.ReadControl(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ctl.Active == g2 && i >= len(renders) {
+			if ctl.Handover != "" || ctl.Building != "" {
+				t.Fatalf("control after the handover = %+v, want no handover or build pending", ctl)
+			}
+			break
+		}
+		if i > 20000 {
+			t.Fatalf("generation %s not active after %d reads: control %+v", g2, i, ctl)
+		}
+	}
+	m.check(t, e)
+	e.wantOnlyActiveGen(t)
+	if keys := e.genKeys(t, old); len(keys) != 0 {
+		t.Fatalf("old generation %s still has %d keys", old, len(keys))
+	}
+
+	// The projector goes on in the new generation.
+	after := moreViews(m, 20)
+	e.publishAsync(t, after)
+	for _, ev := range after {
+		m.add(ev)
+	}
+	e.waitApplied(t, e.lastSeq(t), r)
+	m.check(t, e)
+}
+
+// ops decodes the stream's events from sequence from to to, as the
+// projector would apply them.
+func (e *env) ops(t testing.TB, from, to uint64) []readmodel.Op {
+	t.Helper()
+	s, err := e.js.Stream(context.Background(), "CRAFTKIT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []readmodel.Op
+	for seq := from; seq <= to; seq++ {
+		m, err := s.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatalf("get %d: %v", seq, err)
+		}
+		ev, err := events.Decode(m.Subject, m.Data)
+		if err != nil {
+			t.Fatalf("decode %d: %v", seq, err)
+		}
+		ops = append(ops, readmodel.Op{Seq: seq, Time: m.Time, Event: ev})
+	}
+	return ops
+}
