@@ -1,0 +1,271 @@
+package readmodel
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/projector/readmodel/redistest"
+)
+
+const (
+	projectA = "0b6c7c0e-8a1f-4c7e-9d2a-3e4f5a6b7c8d"
+	projectB = "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a"
+	renderA  = "5b3e8f20-9a4d-4c6b-8e2f-1d7a6b5c4e32"
+	renderB  = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+
+	testBase = "https://www.craftkit.dev"
+)
+
+// uuidN is a distinct valid render id for each n.
+func uuidN(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }
+
+// epoch is the stream time of sequence 0; sequence n is n ms later unless
+// an op says otherwise.
+var epoch = time.Date(2026, 6, 5, 9, 0, 0, 0, time.UTC)
+
+// fixture is a Store on a real redis-server, written as the projector
+// writes it.
+type fixture struct {
+	t      testing.TB
+	srv    *redistest.Server
+	rdb    *redis.Client
+	store  *Store
+	gen    string
+	seq    uint64
+	nextID int
+}
+
+func newFixture(t testing.TB, horizon time.Duration) *fixture {
+	t.Helper()
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	store := New(rdb, horizon)
+	if err := store.LoadScripts(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	gen := NewGen(time.Now())
+	if ok, err := store.Activate(context.Background(), gen, ""); err != nil || !ok {
+		t.Fatalf("activate: ok=%v err=%v", ok, err)
+	}
+	return &fixture{t: t, srv: srv, rdb: rdb, store: store, gen: gen}
+}
+
+// event is a contract event before it is encoded.
+type event struct {
+	id      string // "" to number it
+	typ     events.Type
+	project string
+	render  string
+	data    map[string]any
+}
+
+func (e event) with(k string, v any) event {
+	e.data = maps.Clone(e.data)
+	e.data[k] = v
+	return e
+}
+
+func (e event) withID(id string) event { e.id = id; return e }
+
+func renderCreated(p, r string) event {
+	return event{typ: events.TypeRenderCreated, project: p, render: r, data: map[string]any{}}
+}
+
+func renderDeleted(p, r string) event {
+	return event{typ: events.TypeRenderDeleted, project: p, render: r, data: map[string]any{}}
+}
+
+func shareCreated(p, r, id, createdAt string) event {
+	return event{typ: events.TypeShareCreated, project: p, render: r, data: map[string]any{
+		"shareId": id, "channel": "link", "recipientEmail": nil, "message": nil,
+		"expiresAt": nil, "createdAt": createdAt, "shareToken": "cks_" + id,
+	}}
+}
+
+func shareRevoked(p, r, id, at string, reason any) event {
+	return event{typ: events.TypeShareRevoked, project: p, render: r, data: map[string]any{
+		"shareId": id, "revokedAt": at, "reason": reason,
+	}}
+}
+
+func shareViewed(p, r, id string) event {
+	return event{typ: events.TypeShareViewed, project: p, render: r, data: map[string]any{
+		"shareId": id, "viewedAt": "2026-06-05T12:00:00Z",
+	}}
+}
+
+func keyHash(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+func apikeyCreated(p, keyID, key, env string) event {
+	return event{typ: events.TypeAPIKeyCreated, project: p, data: map[string]any{
+		"keyId": keyID, "keyHash": keyHash(key), "environment": env,
+	}}
+}
+
+func apikeyRevoked(p, keyID string) event {
+	return event{typ: events.TypeAPIKeyRevoked, project: p, data: map[string]any{"keyId": keyID}}
+}
+
+func projectUpdated(p string, base any) event {
+	return event{typ: events.TypeProjectUpdated, project: p, data: map[string]any{"shareBase": base}}
+}
+
+// decode encodes e as contract JSON and decodes it from its subject.
+func decode(t testing.TB, e event) events.Event {
+	t.Helper()
+	m := map[string]any{"id": e.id, "type": string(e.typ), "occurredAt": "2026-06-05T10:00:00Z",
+		"projectId": e.project, "data": e.data}
+	entity := e.project
+	switch {
+	case e.typ.RenderScoped():
+		m["renderId"], entity = e.render, e.render
+	case e.typ == events.TypeAPIKeyCreated || e.typ == events.TypeAPIKeyRevoked:
+		entity = e.data["keyId"].(string)
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := events.Decode(events.Subject(e.typ, entity), data)
+	if err != nil {
+		t.Fatalf("decode %s: %v", e.typ, err)
+	}
+	return ev
+}
+
+// op numbers e with the next sequence, at stream time at (the zero time
+// for epoch + seq ms).
+func (f *fixture) op(e event, at time.Time) Op {
+	f.t.Helper()
+	f.seq++
+	if e.id == "" {
+		f.nextID++
+		e.id = fmt.Sprintf("ev-%d", f.nextID)
+	}
+	if at.IsZero() {
+		at = epoch.Add(time.Duration(f.seq) * time.Millisecond)
+	}
+	return Op{Seq: f.seq, Time: at, Event: decode(f.t, e)}
+}
+
+// apply applies evs to the fixture's generation in one call.
+func (f *fixture) apply(evs ...event) []Outcome {
+	f.t.Helper()
+	ops := make([]Op, len(evs))
+	for i, e := range evs {
+		ops[i] = f.op(e, time.Time{})
+	}
+	return f.applyOps(f.gen, ops...)
+}
+
+func (f *fixture) applyOps(gen string, ops ...Op) []Outcome {
+	f.t.Helper()
+	out, _, err := f.store.Apply(context.Background(), gen, ops, 0, false)
+	if err != nil {
+		f.t.Fatalf("apply: %v", err)
+	}
+	return out
+}
+
+// share is one share of the API's list, decoded; nil is null.
+type share struct {
+	ID             string  `json:"id"`
+	Channel        string  `json:"channel"`
+	RecipientEmail *string `json:"recipientEmail"`
+	Message        *string `json:"message"`
+	RevokedAt      *string `json:"revokedAt"`
+	RevokedReason  *string `json:"revokedReason"`
+	ExpiresAt      *string `json:"expiresAt"`
+	CreatedAt      string  `json:"createdAt"`
+	ShareToken     string  `json:"shareToken"`
+	ClickCount     int64   `json:"clickCount"`
+	ShareURL       string  `json:"shareUrl"`
+}
+
+// list reads and renders render's list as the API does.
+func (f *fixture) list(project, render string) ([]share, *List, error) {
+	f.t.Helper()
+	l, err := f.store.List(context.Background(), project, render, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := l.AppendJSON(nil, testBase)
+	if err != nil {
+		f.t.Fatalf("render list: %v", err)
+	}
+	var out []share
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&out); err != nil {
+		f.t.Fatalf("decode list: %v\n%s", err, b)
+	}
+	if got := l.Len(); got != len(out) {
+		f.t.Errorf("List.Len() = %d, want %d", got, len(out))
+	}
+	return out, l, nil
+}
+
+// mustList is list for a render that must exist.
+func (f *fixture) mustList(project, render string) ([]share, *List) {
+	f.t.Helper()
+	s, l, err := f.list(project, render)
+	if err != nil {
+		f.t.Fatalf("list %s: %v", render, err)
+	}
+	return s, l
+}
+
+// summary is a list in one comparable line per share.
+func summary(list []share) []string {
+	out := make([]string, len(list))
+	for i, s := range list {
+		out[i] = fmt.Sprintf("%s %s clicks=%d revoked=%s/%s msg=%s token=%s", s.ID, s.CreatedAt, s.ClickCount,
+			str(s.RevokedAt), str(s.RevokedReason), str(s.Message), s.ShareToken)
+	}
+	return out
+}
+
+// String shows every field, nulls as null.
+func (s share) String() string {
+	return fmt.Sprintf("{id:%q channel:%q recipientEmail:%s message:%s revokedAt:%s revokedReason:%s expiresAt:%s createdAt:%q shareToken:%q clickCount:%d shareUrl:%q}",
+		s.ID, s.Channel, str(s.RecipientEmail), str(s.Message), str(s.RevokedAt), str(s.RevokedReason), str(s.ExpiresAt),
+		s.CreatedAt, s.ShareToken, s.ClickCount, s.ShareURL)
+}
+
+func str(p *string) string {
+	if p == nil {
+		return "null"
+	}
+	return fmt.Sprintf("%q", *p)
+}
+
+// scanKeys returns every key that matches pattern, sorted.
+func (f *fixture) scanKeys(pattern string) []string {
+	f.t.Helper()
+	var keys []string
+	it := f.rdb.Scan(context.Background(), 0, pattern, 1000).Iterator()
+	for it.Next(context.Background()) {
+		keys = append(keys, it.Val())
+	}
+	if err := it.Err(); err != nil {
+		f.t.Fatal(err)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func strp(s string) *string { return &s }
