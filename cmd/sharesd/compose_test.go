@@ -117,8 +117,8 @@ func checkEnv(t testing.TB, where, subcommand string, names []string) {
 	}
 }
 
-// port is the port of a listen address such as ":9090".
-func port(t testing.TB, addr string) string {
+// addrPort is the port of a listen address such as ":9090".
+func addrPort(t testing.TB, addr string) string {
 	t.Helper()
 	_, p, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -236,7 +236,7 @@ func checkSharesdHealthcheck(t testing.TB, where string, test []string, httpAddr
 	if httpAddr == "" {
 		httpAddr = ":8080"
 	}
-	if got, want := u.Port(), port(t, httpAddr); got != want {
+	if got, want := u.Port(), addrPort(t, httpAddr); got != want {
 		t.Errorf("%s: healthcheck asks port %s, but the service listens on %s", where, got, want)
 	}
 	if u.Path != "/healthz" && u.Path != "/readyz" {
@@ -387,8 +387,8 @@ func TestKubernetesManifests(t *testing.T) {
 			if addr == "" {
 				addr = ":8080"
 			}
-			checkProbe(t, cw+" readinessProbe", c.ReadinessProbe, "/readyz", c, port(t, addr))
-			checkProbe(t, cw+" livenessProbe", c.LivenessProbe, "/healthz", c, port(t, addr))
+			checkProbe(t, cw+" readinessProbe", c.ReadinessProbe, "/readyz", c, addrPort(t, addr))
+			checkProbe(t, cw+" livenessProbe", c.LivenessProbe, "/healthz", c, addrPort(t, addr))
 			deployments[c.Args[0]] = c
 			replicas := 1 // the Kubernetes default
 			if o.Spec.Replicas != nil {
