@@ -409,6 +409,7 @@ func TestOpenAPIDescribesEveryResponse(t *testing.T) {
 		{"list of a deleted render", full, "GET", fmt.Sprintf(specSharesOf, specDeleted), auth, "", 404},
 		{"list by POST", full, "POST", list, auth, "", 405},
 		{"list by DELETE", full, "DELETE", list, auth, "", 405},
+		{"list by POST with a body", full, "POST", list, auth, `{"a":1}`, 405},
 		{"list without a generation", empty, "GET", list, auth, "", 503},
 		{"head list", full, "HEAD", list, auth, "", 200},
 		{"head list not modified", full, "HEAD", list, current, "", 304},
