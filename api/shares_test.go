@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -445,6 +446,22 @@ func TestListSharesShareURL(t *testing.T) {
 			}
 		}) {
 			return
+		}
+	}
+}
+
+func TestListSharesHead(t *testing.T) {
+	t.Parallel()
+	w := goldenWorld(t)
+	srv := w.serve(api.Config{})
+	g := get(t, srv, renderA, liveKey)
+	h := request(t, srv, http.MethodHead, sharesPath(renderA), nil, "Authorization: Bearer "+liveKey)
+	if h.status != http.StatusOK || len(h.body) != 0 {
+		t.Fatalf("HEAD: status %d body %q, want 200 and no body", h.status, h.body)
+	}
+	for _, name := range []string{"ETag", "X-Projection-Seq", "Content-Type", "Content-Length"} {
+		if got, want := h.header.Get(name), g.header.Get(name); got != want {
+			t.Errorf("HEAD %s = %q, GET's is %q", name, got, want)
 		}
 	}
 }
