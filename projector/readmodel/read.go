@@ -130,7 +130,7 @@ func (l *List) AppendJSON(dst []byte, defaultBase string) ([]byte, error) {
 		if !first {
 			dst = append(dst, ',')
 		}
-		if dst, err = appendShareJSON(dst, string(id), rec, rev, n, base); err != nil {
+		if dst, err = appendShareJSON(dst, id, rec, rev, n, base); err != nil {
 			return dst, err
 		}
 	}
