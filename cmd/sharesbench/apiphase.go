@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/craftkit/sharesd/projector/readmodel"
+)
+
+// measureHTTP runs the HTTP phases against the API (api.NewServer on a
+// loopback listener, reading the projected Redis) and against the HTTP
+// ceiling sending the API's own responses: closed loop on each size, the
+// 304 path, open loop at half the 10-share rate, and freshness under load.
+func (b *bench) measureHTTP(ctx context.Context) (err error) {
+	ardb, err := redisClient(b.redisURL, true, 0)
+	if err != nil {
+		return err
+	}
+	defer ardb.Close()
+	astore := readmodel.New(ardb, readmodel.DefaultHorizon)
+	apiAddr, stopAPI, err := serveHTTP(newAPI(ctx, astore))
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stopAPI()) }()
+
+	sizeOf := map[string]int{}
+	for _, size := range fixedSizes {
+		for _, rd := range b.w.fixed[size] {
+			sizeOf[b.w.renders[rd].id] = size
+		}
+	}
+	responses, err := fetchResponses(ctx, apiAddr, b.w.keys[0], sizeOf)
+	if err != nil {
+		return err
+	}
+	ceilAddr, stopCeil, err := serveHTTP(ceiling(responses))
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, stopCeil()) }()
+
+	cpu := func() cpuClock { return readCPU(ctx, b.rdb) }
+	load := func(what, addr string, reqs [][]byte, want int) (loadResult, error) {
+		r, err := closedLoop(ctx, addr, reqs, want, b.cfg.Clients, b.cfg.Warmup, b.cfg.Duration, cpu)
+		if err == nil && r.errors > 0 {
+			err = fmt.Errorf("%s: %d of %d answers were not %d", what, r.errors, r.requests, want)
+		}
+		fmt.Fprintf(b.progress, "  %-26s %8.0f req/s  p50 %6.2fms  p99 %6.2fms  p99.9 %6.2fms\n",
+			what, r.rate(), ms(r.pct(0.50)), ms(r.pct(0.99)), ms(r.pct(0.999)))
+		return r, err
+	}
+	b.res.http, b.res.bodySize = map[string]loadResult{}, map[int]int{}
+	for _, size := range fixedSizes {
+		var ok, notModified [][]byte
+		for _, rd := range b.w.fixed[size] {
+			id := b.w.renders[rd].id
+			path, auth := "/v1/renders/"+id+"/shares", "Authorization: Bearer "+b.w.keys[0]
+			ok = append(ok, request(apiAddr, path, auth))
+			notModified = append(notModified, request(apiAddr, path, auth, "If-None-Match: "+responses[id].header.Get("ETag")))
+		}
+		for _, m := range []struct {
+			key, addr string
+			reqs      [][]byte
+			want      int
+		}{
+			{fmt.Sprintf("ceiling %d", size), ceilAddr, ok, 200},
+			{fmt.Sprintf("api %d", size), apiAddr, ok, 200},
+			{fmt.Sprintf("ceiling %d 304", size), ceilAddr, notModified, 304},
+			{fmt.Sprintf("api %d 304", size), apiAddr, notModified, 304},
+		} {
+			r, err := load(m.key, m.addr, m.reqs, m.want)
+			if err != nil {
+				return err
+			}
+			b.res.http[m.key] = r
+		}
+		b.res.bodySize[size] = len(responses[b.w.renders[b.w.fixed[size][0]].id].body)
+	}
+
+	// Open loop at half the closed-loop maximum on 10-share renders.
+	var tenShares [][]byte
+	for _, rd := range b.w.fixed[10] {
+		tenShares = append(tenShares, request(apiAddr, "/v1/renders/"+b.w.renders[rd].id+"/shares", "Authorization: Bearer "+b.w.keys[0]))
+	}
+	half := b.res.http["api 10"].rate() / 2
+	b.res.halfRate, err = openLoop(ctx, apiAddr, tenShares, 200, 2*b.cfg.Clients, half, b.cfg.Duration, cpu)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(b.progress, "  open loop at %.0f req/s: %.0f req/s, p50 %.2fms p99 %.2fms p99.9 %.2fms\n",
+		half, b.res.halfRate.rate(), ms(b.res.halfRate.pct(0.5)), ms(b.res.halfRate.pct(0.99)), ms(b.res.halfRate.pct(0.999)))
+	return b.freshness(ctx, astore, apiAddr, tenShares, half)
+}
+
+// freshness publishes live views at -rate per second while the API serves
+// half its maximum rate, and measures publish-to-visible latency from the
+// projector's position announcements.
+func (b *bench) freshness(ctx context.Context, store *readmodel.Store, apiAddr string, reqs [][]byte, apiRate float64) error {
+	collect, err := listenApplied(ctx, store)
+	if err != nil {
+		return err
+	}
+	type loadOut struct {
+		r   loadResult
+		err error
+	}
+	apiLoad := make(chan loadOut, 1)
+	go func() {
+		r, err := openLoop(ctx, apiAddr, reqs, 200, 2*b.cfg.Clients, apiRate, b.cfg.Freshness+time.Second,
+			func() cpuClock { return readCPU(ctx, b.rdb) })
+		apiLoad <- loadOut{r, err}
+	}()
+	c0 := readCPU(ctx, b.rdb)
+	pub, err := publishLive(ctx, b.js, b.w, b.cfg.Rate, b.cfg.Freshness, b.cfg.workload.Seed)
+	if err != nil {
+		return err
+	}
+	b.res.fresh.cpu = readCPU(ctx, b.rdb).since(c0)
+	if _, err := waitCaughtUp(ctx, store, pub[len(pub)-1].seq, time.Minute, b.progress); err != nil {
+		return err
+	}
+	ann := collect()
+	lat, missing := visibility(pub, ann)
+	if missing > 0 {
+		return fmt.Errorf("freshness: %d of %d live events were never announced as applied", missing, len(pub))
+	}
+	out := <-apiLoad
+	if out.err != nil {
+		return out.err
+	}
+	b.res.fresh.lat, b.res.fresh.events, b.res.fresh.api = lat, len(pub), out.r
+	b.res.fresh.rate = float64(len(pub)) / b.cfg.Freshness.Seconds()
+	b.res.fresh.batches, b.res.fresh.gap = len(ann), longestGap(ann)
+	fmt.Fprintf(b.progress, "  freshness: %d events at %.0f/s: p50 %.2fms p99 %.2fms max %.2fms; %d batches, longest gap %.0fms; API %.0f req/s p99 %.2fms\n",
+		len(pub), b.res.fresh.rate, ms(pct(lat, 0.5)), ms(pct(lat, 0.99)), ms(pct(lat, 1)), len(ann), ms(b.res.fresh.gap), out.r.rate(), ms(out.r.pct(0.99)))
+	return nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func pct(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(p*float64(len(sorted))))]
+}
