@@ -123,11 +123,15 @@ func (p *Projector) deadLetter(ctx context.Context, r run, m jetstream.Msg, seq 
 	out.Header.Set(HeaderSubject, m.Subject())
 	out.Header.Set(HeaderStream, events.Stream)
 	out.Header.Set(HeaderSeq, strconv.FormatUint(seq, 10))
+	// The copy's id is its origin, the sequence and stream time of the
+	// original: publishing it twice stores it once, and the event at the
+	// same sequence of a recreated stream is not taken for a duplicate.
+	id := "sharesd-deadletter-" + strconv.FormatUint(seq, 10)
 	if md, err := m.Metadata(); err == nil {
 		out.Header.Set(HeaderTime, md.Timestamp.UTC().Format(time.RFC3339Nano))
+		id += "-" + strconv.FormatInt(md.Timestamp.UnixNano(), 10)
 	}
-	// The copy's id is its origin: publishing it twice stores it once.
-	out.Header.Set(jetstream.MsgIDHeader, "sharesd-deadletter-"+strconv.FormatUint(seq, 10))
+	out.Header.Set(jetstream.MsgIDHeader, id)
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if _, err := p.js.PublishMsg(pctx, out); err != nil {

@@ -70,9 +70,7 @@ func TestSelfHealAfterFlushAll(t *testing.T) {
 	e := newEnv(t)
 	project := newUUID()
 	evs := workload(project, 20, 10, 99) // 20,020 events
-	t0 := time.Now()
 	e.publishAsync(t, evs)
-	t.Logf("published in %v", time.Since(t0))
 	r := e.start(t)
 	last := e.lastSeq(t)
 	e.waitApplied(t, last, r)
@@ -86,6 +84,13 @@ func TestSelfHealAfterFlushAll(t *testing.T) {
 	if err := e.rdb.FlushAll(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
+	// It notices within its idle second (and its ticker's jitter).
+	waitFor(t, 5*time.Second, func() error {
+		if n := metric(t, r.reg, "sharesd_self_heals_total"); n != 1 {
+			return fmt.Errorf("sharesd_self_heals_total = %v, want 1", n)
+		}
+		return nil
+	})
 	if n := watchHeal(t, e, m, m, 30*time.Second); n == 0 {
 		t.Fatal("no read was unavailable after FLUSHALL; want ErrUnavailable until the rebuild is done")
 	}
@@ -98,7 +103,7 @@ func TestSelfHealAfterFlushAll(t *testing.T) {
 		t.Fatalf("control after the heal = %+v, want a new generation (not %s) at %d", after, before.Active, last)
 	}
 	if got := metric(t, r.reg, "sharesd_self_heals_total"); got != 1 {
-		t.Fatalf("sharesd_self_heals_total = %v, want 1", got)
+		t.Fatalf("sharesd_self_heals_total = %v after the heal, want 1", got)
 	}
 
 	// It goes on projecting into the new generation.
@@ -221,7 +226,9 @@ func TestNATSRestart(t *testing.T) {
 
 // TestStreamWentBackwards deletes and recreates the stream under a running
 // projector and publishes a shorter, different history: the projector must
-// notice, rebuild, and list only the new history.
+// notice, rebuild, and list only the new history. The new history's bad
+// events are dead-lettered although the old history had passed their
+// sequences, one of them with a bad event of its own.
 func TestStreamWentBackwards(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -229,7 +236,9 @@ func TestStreamWentBackwards(t *testing.T) {
 	ctx := context.Background()
 	oldProject, newProject := newUUID(), newUUID()
 	old := workload(oldProject, 2, 3, 10)
-	e.publishAsync(t, old)
+	e.publishAsync(t, old[:9])
+	oldBad := e.publishBad(t, old[0].render, "old history's bad event")
+	e.publishAsync(t, old[9:])
 	e.waitApplied(t, e.lastSeq(t), r)
 	modelOf(oldProject, old).check(t, e)
 	before, err := e.store.ReadControl(ctx)
@@ -243,11 +252,9 @@ func TestStreamWentBackwards(t *testing.T) {
 	if err := projector.EnsureStreams(ctx, e.js); err != nil {
 		t.Fatal(err)
 	}
-	// The new history is shorter, and holds a bad event that must not
-	// block the events behind it.
 	fresh := workload(newProject, 1, 2, 2)
 	seqs := e.publishAsync(t, fresh[:2])
-	natstest.Publish(t, e.js, "craftkit.share.viewed."+fresh[0].render, []byte("not json"), "bad-"+newUUID())
+	rebuiltBad := e.publishBad(t, fresh[0].render, "new history's bad event, replayed by the rebuild")
 	seqs = append(seqs, e.publishAsync(t, fresh[2:])...)
 	if last := seqs[len(seqs)-1]; last >= before.Pos[before.Active] {
 		t.Fatalf("new history ends at %d, want below the old position %d", last, before.Pos[before.Active])
@@ -257,6 +264,7 @@ func TestStreamWentBackwards(t *testing.T) {
 	for _, ev := range old {
 		gone.shares[ev.render] = map[string]int{}
 	}
+	m := modelOf(newProject, fresh)
 	waitFor(t, 20*time.Second, func() error {
 		ctl, err := e.store.ReadControl(ctx)
 		if err != nil {
@@ -265,12 +273,53 @@ func TestStreamWentBackwards(t *testing.T) {
 		if ctl.Active == before.Active {
 			return fmt.Errorf("generation %s still active", ctl.Active)
 		}
-		if err := modelOf(newProject, fresh).compareAll(t, e); err != nil {
+		if err := m.compareAll(t, e); err != nil {
 			return err
 		}
 		return gone.compareAll(t, e)
 	})
+
+	// The live projector meets a bad event at the sequence of the old one.
+	for e.lastSeq(t) < oldBad-1 {
+		ev := moreViews(m, 1)[0]
+		e.publish(t, ev)
+		m.add(ev)
+	}
+	liveBad := e.publishBad(t, fresh[0].render, "new history's bad event, at the old one's sequence")
+	if liveBad != oldBad {
+		t.Fatalf("new bad event at %d, want %d", liveBad, oldBad)
+	}
+	e.waitApplied(t, e.publish(t, renderCreated(newProject, newUUID())), r)
+	m.check(t, e)
+	for _, bad := range []struct {
+		seq  uint64
+		body string
+	}{{oldBad, "old history's bad event"}, {rebuiltBad, "new history's bad event, replayed by the rebuild"},
+		{liveBad, "new history's bad event, at the old one's sequence"}} {
+		if !e.hasDeadLetter(t, bad.seq, bad.body) {
+			t.Errorf("%q (seq %d) was not dead-lettered", bad.body, bad.seq)
+		}
+	}
 	e.wantOnlyActiveGen(t)
+}
+
+// publishBad publishes a message that is not JSON on a view subject of
+// render and returns its sequence.
+func (e *env) publishBad(t testing.TB, render, body string) uint64 {
+	t.Helper()
+	return natstest.Publish(t, e.js, events.Subject(events.TypeShareViewed, render), []byte(body), "bad-"+newUUID())
+}
+
+// hasDeadLetter reports whether the dead-letter stream holds a copy of the
+// event at seq with body.
+func (e *env) hasDeadLetter(t testing.TB, seq uint64, body string) bool {
+	t.Helper()
+	for _, m := range e.deadLetters(t) {
+		if m.Header.Get(projector.HeaderSeq) == itoa(seq) && string(m.Data) == body {
+			return true
+		}
+	}
+	return false
 }
 
 // TestHandover hands a generation rebuilt by hand to the live projector,

@@ -245,12 +245,16 @@ func (p *Projector) build(ctx context.Context, ctl readmodel.Control, replace, w
 	if err != nil {
 		return err
 	}
+	info, err := p.streamInfo(ctx)
+	if err != nil {
+		return err
+	}
 	p.logger.Warn(why, "gen", gen, "from_seq", from+1)
 	p.update(func(s *Status) { s.Rebuilding, s.Gen = true, gen })
 	p.metrics.Rebuilding.Set(1)
 	defer p.metrics.Rebuilding.Set(0)
 	return p.consume(ctx, run{
-		gen: gen, from: from, deadLetterFrom: maxPos(ctl),
+		gen: gen, from: from, deadLetterFrom: handledBy(ctl, streamID(info)),
 		check: func(c readmodel.Control) error {
 			if c.Active != replace || !c.Present() {
 				return errSwitch
@@ -390,6 +394,20 @@ func (p *Projector) collect(ctx context.Context) {
 }
 
 func isScratch(gen string) bool { return strings.HasSuffix(gen, readmodel.ScratchGen("")) }
+
+// handledBy is the position up to which earlier runs on the stream
+// incarnation id dead-lettered every bad event. Positions reached on another
+// incarnation (the stream was deleted and recreated) say nothing of this
+// one's events; a generation without a recorded stream counts as this one.
+func handledBy(ctl readmodel.Control, id string) uint64 {
+	var m uint64
+	for g, v := range ctl.Pos {
+		if s := ctl.Streams[g]; s == "" || s == id {
+			m = max(m, v)
+		}
+	}
+	return m
+}
 
 func maxPos(ctl readmodel.Control) uint64 {
 	var m uint64
