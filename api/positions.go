@@ -14,13 +14,21 @@ import (
 // it applies, so a ?minSeq request waits for a notification instead of
 // polling Redis.
 type Positions struct {
-	mu    sync.Mutex
-	pos   uint64
-	moved chan struct{} // closed and replaced whenever pos moves
+	mu     sync.Mutex
+	pos    uint64
+	moved  chan struct{} // closed and replaced whenever pos moves
+	closed chan struct{}
+	once   sync.Once
 }
 
 // NewPositions returns a Positions at position 0.
-func NewPositions() *Positions { return &Positions{moved: make(chan struct{})} }
+func NewPositions() *Positions {
+	return &Positions{moved: make(chan struct{}), closed: make(chan struct{})}
+}
+
+// Close ends every wait at once, and every later one: at shutdown, waiting
+// requests answer with what they have instead of holding the process.
+func (p *Positions) Close() { p.once.Do(func() { close(p.closed) }) }
 
 // Set records that the projector has applied the stream up to pos.
 func (p *Positions) Set(pos uint64) {
@@ -51,6 +59,8 @@ func (p *Positions) Wait(ctx context.Context, n uint64, d time.Duration) bool {
 		case <-t.C:
 			return false
 		case <-ctx.Done():
+			return false
+		case <-p.closed:
 			return false
 		}
 	}

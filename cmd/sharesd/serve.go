@@ -145,7 +145,9 @@ func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener
 		}
 		return nil
 	}, func(error) {
-		// In-flight requests finish; the projector saves its position.
+		// In-flight requests finish (waiting ?minSeq requests answer now);
+		// the projector saves its position.
+		positions.Close()
 		sctx, done := context.WithTimeout(context.Background(), 8*time.Second)
 		defer done()
 		_ = srv.Shutdown(sctx)

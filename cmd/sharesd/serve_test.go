@@ -391,8 +391,8 @@ func TestServeEndToEnd(t *testing.T) {
 }
 
 // shutdownDuringMinSeq cancels p's context while a ?minSeq request that
-// cannot be satisfied is waiting, and checks that the request completes
-// (with the lower X-Projection-Seq) and run returns within 10 s.
+// cannot be satisfied is waiting, and checks that the request completes at
+// once (with the lower X-Projection-Seq) and run returns within 10 s.
 func shutdownDuringMinSeq(t *testing.T, p *sharesdProc, list string, minSeq uint64) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, "http://"+p.addr+list+"?minSeq="+strconv.FormatUint(minSeq, 10), nil)
@@ -447,8 +447,10 @@ func shutdownDuringMinSeq(t *testing.T, p *sharesdProc, list string, minSeq uint
 	if got, _ := strconv.ParseUint(res.r.header.Get("X-Projection-Seq"), 10, 64); got == 0 || got >= minSeq {
 		t.Errorf("X-Projection-Seq = %d, want the applied sequence, below minSeq %d", got, minSeq)
 	}
-	if d := time.Since(start); d < 2*time.Second {
-		t.Errorf("the ?minSeq request answered after %v, want it to wait (MIN_SEQ_WAIT is 3s)", d)
+	// Shutdown ends the wait at once instead of holding the process for the
+	// rest of MIN_SEQ_WAIT (3s here, up to a minute in production).
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the ?minSeq request answered after %v, want it answered as soon as shutdown began", d)
 	}
 }
 
