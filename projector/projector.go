@@ -385,15 +385,15 @@ func (p *Projector) collect(ctx context.Context) {
 	if err != nil || !ctl.Present() {
 		return
 	}
+	live := func(g string) bool { return g == ctl.Active || g == ctl.Building || g == ctl.Handover }
 	for g := range gens {
-		if g == ctl.Active || g == ctl.Building || g == ctl.Handover || isScratch(g) {
+		// A single-render rebuild's scratch copy lives while its generation does.
+		if parent, scratch := strings.CutSuffix(g, readmodel.ScratchGen("")); live(g) || scratch && live(parent) {
 			continue
 		}
 		p.drop(ctx, g, 0)
 	}
 }
-
-func isScratch(gen string) bool { return strings.HasSuffix(gen, readmodel.ScratchGen("")) }
 
 // handledBy is the position up to which earlier runs on the stream
 // incarnation id dead-lettered every bad event. Positions reached on another

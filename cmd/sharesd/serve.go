@@ -239,8 +239,8 @@ func redisClient(url string, forAPI bool) (*redis.Client, error) {
 	opt.ContextTimeoutEnabled = true
 	if forAPI {
 		opt.DialTimeout = 300 * time.Millisecond
-		opt.ReadTimeout = 500 * time.Millisecond
-		opt.WriteTimeout = 500 * time.Millisecond
+		opt.ReadTimeout = 400 * time.Millisecond // a new connection may wait twice (handshake, then the command)
+		opt.WriteTimeout = 400 * time.Millisecond
 		opt.PoolTimeout = 500 * time.Millisecond
 		opt.MaxRetries = -1 // no retries: answer 503 within the second
 	} else {
