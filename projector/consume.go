@@ -119,7 +119,9 @@ func (p *Projector) consume(ctx context.Context, r run) (err error) {
 				break drain
 			}
 		}
-		ctl, pending, err := p.applyBatch(ctx, r, batch, saved)
+		// applied is the end of the previous batch, which its own round
+		// trip has written in full: this batch's trip saves it.
+		ctl, pending, err := p.applyBatch(ctx, r, batch, applied)
 		if err != nil {
 			return err
 		}

@@ -183,3 +183,32 @@ func TestShutdown(t *testing.T) {
 		modelOf(project, evs[:n]).check(t, e)
 	})
 }
+
+// TestCheckpoint checks that each batch saves the position of the batch
+// before it in its own round trip, so a crash redelivers at most one batch.
+func TestCheckpoint(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.startWith(t, projector.Config{BatchSize: 1})
+	e.waitApplied(t, 0, r)
+	project, render := newUUID(), newUUID()
+	var prev, seq uint64
+	for _, ev := range []event{renderCreated(project, render), shareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
+		shareViewed(project, render, "s1"), shareViewed(project, render, "s1")} {
+		prev, seq = seq, e.publish(t, ev)
+		// One event at a time: each is a batch of its own.
+		waitFor(t, 10*time.Second, func() error {
+			if st := r.p.Status(); st.Applied < seq {
+				return fmt.Errorf("projector at %d, want %d", st.Applied, seq)
+			}
+			return nil
+		})
+	}
+	ctl, err := e.store.ReadControl(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ctl.Pos[ctl.Active]; got < prev {
+		t.Fatalf("saved position after the batch ending at %d = %d, want at least %d (the previous batch's end)", seq, got, prev)
+	}
+}
