@@ -169,7 +169,6 @@ type event struct {
 	project string
 	render  string // render and share events
 	key     string // apikey events
-	at      string // occurredAt; a fixed time when empty
 	data    map[string]any
 }
 
@@ -183,16 +182,13 @@ func (ev event) subject() string {
 	return events.Subject(ev.typ, ev.project)
 }
 
+// body is the event's JSON, occurring at a fixed time.
 func (ev event) body() []byte {
-	at := ev.at
-	if at == "" {
-		at = "2026-06-05T10:00:00Z"
-	}
 	data := ev.data
 	if data == nil {
 		data = map[string]any{}
 	}
-	m := map[string]any{"id": ev.id, "type": string(ev.typ), "occurredAt": at, "projectId": ev.project, "data": data}
+	m := map[string]any{"id": ev.id, "type": string(ev.typ), "occurredAt": "2026-06-05T10:00:00Z", "projectId": ev.project, "data": data}
 	if ev.typ.RenderScoped() {
 		m["renderId"] = ev.render
 	}
