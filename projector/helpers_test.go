@@ -211,30 +211,36 @@ func (e *env) publish(t testing.TB, evs ...event) uint64 {
 }
 
 // publishAsync publishes evs without waiting for each ack, then waits for
-// all of them and returns their stream sequences.
+// all of them and returns their stream sequences. It keeps at most 1,000
+// unacknowledged, well below the client's limit, past which a publish
+// fails instead of waiting.
 func (e *env) publishAsync(t testing.TB, evs []event) []uint64 {
 	t.Helper()
-	futs := make([]jetstream.PubAckFuture, len(evs))
-	for i, ev := range evs {
-		msg := nats.NewMsg(ev.subject())
-		msg.Data = ev.body()
-		msg.Header.Set(jetstream.MsgIDHeader, ev.id)
-		f, err := e.js.PublishMsgAsync(msg)
-		if err != nil {
-			t.Fatalf("publish async: %v", err)
-		}
-		futs[i] = f
-	}
-	seqs := make([]uint64, len(evs))
+	const window = 1000
+	seqs := make([]uint64, 0, len(evs))
 	timeout := time.After(60 * time.Second)
-	for i, f := range futs {
-		select {
-		case ack := <-f.Ok():
-			seqs[i] = ack.Sequence
-		case err := <-f.Err():
-			t.Fatalf("publish async %s: %v", evs[i].subject(), err)
-		case <-timeout:
-			t.Fatal("async publishes not acknowledged after 60s")
+	for start := 0; start < len(evs); start += window {
+		chunk := evs[start:min(start+window, len(evs))]
+		futs := make([]jetstream.PubAckFuture, len(chunk))
+		for i, ev := range chunk {
+			msg := nats.NewMsg(ev.subject())
+			msg.Data = ev.body()
+			msg.Header.Set(jetstream.MsgIDHeader, ev.id)
+			f, err := e.js.PublishMsgAsync(msg)
+			if err != nil {
+				t.Fatalf("publish async: %v", err)
+			}
+			futs[i] = f
+		}
+		for i, f := range futs {
+			select {
+			case ack := <-f.Ok():
+				seqs = append(seqs, ack.Sequence)
+			case err := <-f.Err():
+				t.Fatalf("publish async %s: %v", chunk[i].subject(), err)
+			case <-timeout:
+				t.Fatal("async publishes not acknowledged after 60s")
+			}
 		}
 	}
 	return seqs
