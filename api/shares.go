@@ -103,7 +103,7 @@ func parseIfNoneMatch(h, tag string) (*readmodel.Versions, bool) {
 		return nil, false
 	}
 	if strings.TrimSpace(h) == "*" {
-		return nil, true
+		return &readmodel.Versions{Any: true}, true
 	}
 	for _, t := range strings.Split(h, ",") {
 		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")

@@ -29,8 +29,11 @@ type Key struct {
 }
 
 // Versions is what a caller already has of a render: the list and project
-// versions of its ETag.
-type Versions struct{ Ver, ProjectVer uint64 }
+// versions of its ETag, or Any (If-None-Match: *) for whatever exists.
+type Versions struct {
+	Ver, ProjectVer uint64
+	Any             bool
+}
 
 // List reads the shares of renderID in projectID, in one round trip with the
 // resolution of the active generation. When have matches the current
@@ -39,7 +42,10 @@ type Versions struct{ Ver, ProjectVer uint64 }
 // when no generation is active.
 func (s *Store) List(ctx context.Context, projectID, renderID string, have *Versions) (*List, error) {
 	ifVer := ""
-	if have != nil {
+	switch {
+	case have != nil && have.Any:
+		ifVer = "*"
+	case have != nil:
 		ifVer = strconv.FormatUint(have.Ver, 10)
 	}
 	var (
@@ -79,7 +85,7 @@ func (s *Store) List(ctx context.Context, projectID, renderID string, have *Vers
 	l.Seq = uintOf(parts[1])
 	l.Ver = uintOf(parts[2])
 	if len(parts) == 3 {
-		if have != nil && have.ProjectVer == l.ProjectVer {
+		if have.Any || have.ProjectVer == l.ProjectVer {
 			l.NotModified = true
 			return l, nil
 		}

@@ -97,17 +97,17 @@ return 0
 
 // readRender reads one render's list in one step. It returns nil when the
 // render is not listed in project, {project, seq, ver} when ver equals the
-// caller's, else {project, seq, ver, packed} where packed holds, per share
+// caller's (or the caller has "*"), else {project, seq, ver, packed} where packed holds, per share
 // newest first, netstrings of id, record, revocation ("-" when none) and
 // click count.
 //
 //	KEYS  render, shares, recs, clicks, revoked
-//	ARGV  projectId, ver the caller has ("" for none)
+//	ARGV  projectId, ver the caller has ("" for none, "*" for any)
 var readRender = redis.NewScript(`
 local r = redis.call('HMGET', KEYS[1], 'project', 'seq', 'ver', 'listed', 'deleted')
 if not r[4] or r[5] or r[1] ~= ARGV[1] then return false end
 local ver = r[3] or '0'
-if ver == ARGV[2] then return {r[1], r[2], ver} end
+if ver == ARGV[2] or ARGV[2] == '*' then return {r[1], r[2], ver} end
 local ids = redis.call('ZREVRANGE', KEYS[2], 0, -1)
 local out = {}
 local n = #ids

@@ -427,10 +427,11 @@ func TestListNotModified(t *testing.T) {
 		have        Versions
 		notModified bool
 	}{
-		{"current versions", Versions{cur.Ver, cur.ProjectVer}, true},
-		{"an old list version", Versions{cur.Ver - 1, cur.ProjectVer}, false},
-		{"an old project version", Versions{cur.Ver, cur.ProjectVer - 1}, false},
-		{"both old", Versions{0, 0}, false},
+		{"current versions", Versions{Ver: cur.Ver, ProjectVer: cur.ProjectVer}, true},
+		{"an old list version", Versions{Ver: cur.Ver - 1, ProjectVer: cur.ProjectVer}, false},
+		{"an old project version", Versions{Ver: cur.Ver, ProjectVer: cur.ProjectVer - 1}, false},
+		{"both old", Versions{}, false},
+		{"any (If-None-Match: *)", Versions{Any: true}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
