@@ -50,6 +50,10 @@ type Projector struct {
 	cfg     Config
 	token   string
 
+	// wasLive is the generation the projector last ran live on, so a
+	// vanished read model is told from a first start (step's goroutine only).
+	wasLive string
+
 	mu     sync.Mutex
 	status Status
 }
@@ -193,6 +197,7 @@ func (p *Projector) step(ctx context.Context) error {
 	}
 	switch {
 	case ctl.Active == "":
+		p.dropStrays(ctx, ctl)
 		return p.build(ctx, ctl, "", "no active generation: building one from the stream; the API answers 503 until it is done")
 	case ctl.Handover != "" && ctl.Handover != ctl.Active:
 		return p.takeover(ctx, ctl)
@@ -215,6 +220,7 @@ func (p *Projector) step(ctx context.Context) error {
 		}
 	}
 	p.update(func(s *Status) { s.Rebuilding = false })
+	p.wasLive = gen
 	return p.consume(ctx, run{
 		gen: gen, from: pos, live: true,
 		check: func(c readmodel.Control) error {
@@ -222,12 +228,7 @@ func (p *Projector) step(ctx context.Context) error {
 			// Not !c.Present(): the batch that met the empty Redis saved
 			// this generation's position again in the same round trip.
 			case c.Active == "":
-				p.metrics.SelfHeals.Inc()
-				p.logger.Error("READ MODEL VANISHED (Redis restarted empty or was flushed): rebuilding from the stream; the API answers 503 meanwhile", "gen", gen)
-				// After the grace, so the run's last SetPos (on its way out) is
-				// deleted too.
-				go p.drop(context.WithoutCancel(ctx), gen, p.cfg.DropGrace)
-				return errSwitch
+				return errSwitch // step notices the loss and rebuilds
 			case c.Active != gen, c.Handover != "" && c.Handover != gen:
 				return errSwitch
 			}
@@ -278,8 +279,12 @@ func (p *Projector) takeover(ctx context.Context, ctl readmodel.Control) error {
 	gen, old := ctl.Handover, ctl.Active
 	target := ctl.Pos[old]
 	p.logger.Info("taking over a rebuilt generation", "gen", gen, "from_seq", ctl.Pos[gen]+1, "until_seq", target)
+	dlFrom, err := p.deadLetterFrom(ctx, ctl)
+	if err != nil {
+		return err
+	}
 	return p.consume(ctx, run{
-		gen: gen, from: ctl.Pos[gen], deadLetterFrom: maxPos(ctl),
+		gen: gen, from: ctl.Pos[gen], deadLetterFrom: dlFrom,
 		check: func(c readmodel.Control) error {
 			if c.Active != old || c.Handover != gen {
 				return errSwitch
@@ -370,6 +375,25 @@ func (p *Projector) drop(ctx context.Context, gen string, grace time.Duration) {
 	p.logger.Info("old generation deleted", "gen", gen, "keys", n)
 }
 
+// dropStrays runs when there is no active generation. If this projector
+// was live a moment ago, the read model vanished under it (Redis restarted
+// empty, failed over to an empty replica, FLUSHALL): say so loudly. Either
+// way it deletes, after the grace period, generations that hold a position
+// but are not being built — left by a run that saved its position into the
+// Redis that had just lost everything.
+func (p *Projector) dropStrays(ctx context.Context, ctl readmodel.Control) {
+	if p.wasLive != "" {
+		p.metrics.SelfHeals.Inc()
+		p.logger.Error("READ MODEL VANISHED (Redis restarted empty or was flushed): rebuilding from the stream; the API answers 503 meanwhile", "gen", p.wasLive)
+		p.wasLive = ""
+	}
+	for g := range ctl.Pos {
+		if g != ctl.Building {
+			go p.drop(context.WithoutCancel(ctx), g, p.cfg.DropGrace)
+		}
+	}
+}
+
 // collect deletes generations that nothing refers to (left by a crash
 // between a swap and its clean-up), once, after the grace period.
 func (p *Projector) collect(ctx context.Context) {
@@ -409,12 +433,13 @@ func handledBy(ctl readmodel.Control, id string) uint64 {
 	return m
 }
 
-func maxPos(ctl readmodel.Control) uint64 {
-	var m uint64
-	for _, v := range ctl.Pos {
-		m = max(m, v)
+// deadLetterFrom is handledBy for the stream as it is now.
+func (p *Projector) deadLetterFrom(ctx context.Context, ctl readmodel.Control) (uint64, error) {
+	info, err := p.streamInfo(ctx)
+	if err != nil {
+		return 0, err
 	}
-	return m
+	return handledBy(ctl, streamID(info)), nil
 }
 
 func (p *Projector) fail(ctx context.Context, what string, err error) {
