@@ -370,12 +370,12 @@ func (f *faultEnv) dropLease(t testing.TB) {
 
 // waitCaughtUp waits until the active generation's saved position has
 // reached the stream's head (the projector saves it within a second of
-// going idle), failing early if the child died.
-func (f *faultEnv) waitCaughtUp(t testing.TB, child *faultChild, timeout time.Duration) {
+// going idle), failing early if the projector's process is gone.
+func (f *faultEnv) waitCaughtUp(t testing.TB, proc faultProc, timeout time.Duration) {
 	t.Helper()
 	faultWaitFor(t, timeout, func() error {
-		if child.exited() {
-			t.Fatalf("sharesd exited: %v\n%s", child.err, child.out.tail(30))
+		if err := proc.alive(); err != nil {
+			t.Fatal(err)
 		}
 		head := f.head(t)
 		ctl, err := f.store.ReadControl(context.Background())
@@ -622,6 +622,19 @@ func startFaultChild(t *testing.T, bin string, env []string, args ...string) *fa
 	return c
 }
 
+// faultProc is a running sharesd: a child process or an in-process run.
+type faultProc interface {
+	// alive returns why the process has stopped, or nil.
+	alive() error
+}
+
+func (c *faultChild) alive() error {
+	if c.exited() {
+		return fmt.Errorf("sharesd exited: %v\n%s", c.err, c.out.tail(30))
+	}
+	return nil
+}
+
 func (c *faultChild) exited() bool {
 	select {
 	case <-c.finished:
@@ -660,12 +673,19 @@ func (c *faultChild) term(t testing.TB) (time.Duration, error) {
 // address it names.
 func (c *faultChild) waitAddr(t testing.TB) string {
 	t.Helper()
+	return faultWaitAddr(t, c, c.out)
+}
+
+// faultWaitAddr waits for the "listening" line of a JSON log and returns
+// the address it names.
+func faultWaitAddr(t testing.TB, proc faultProc, out *faultBuffer) string {
+	t.Helper()
 	var addr string
 	faultWaitFor(t, 15*time.Second, func() error {
-		if c.exited() {
-			t.Fatalf("sharesd exited: %v\n%s", c.err, c.out.tail(20))
+		if err := proc.alive(); err != nil {
+			t.Fatal(err)
 		}
-		for _, line := range c.out.lines() {
+		for _, line := range out.lines() {
 			var l struct{ Msg, Addr string }
 			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" && l.Addr != "" {
 				addr = l.Addr

@@ -1,0 +1,576 @@
+package main
+
+// Tests of `sharesd rebuild` and `sharesd verify`, run in process through
+// run() against an embedded NATS and a real redis-server, with a live
+// projector (`sharesd serve`, also in process) where the test needs one.
+// They share the crash tests' helpers (fault_test.go).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/natstest"
+	"github.com/craftkit/sharesd/projector"
+	"github.com/craftkit/sharesd/projector/readmodel"
+	"github.com/craftkit/sharesd/projector/readmodel/redistest"
+)
+
+// TestRebuildUnderLoad rebuilds the whole read model while events keep
+// arriving and the API is read continuously: every read answers 200 or
+// 503, no read goes backwards, the new generation replaces the old one,
+// whose keys are then deleted, and the result equals the model.
+func TestRebuildUnderLoad(t *testing.T) {
+	t.Parallel()
+	f := newFaultEnv(t, "")
+	w := newFaultWork(11, 2, 60, 3, 30_000)
+	f.publishSetup(t, w)
+	f.publishAll(t, w.msgs)
+	srv := f.serveInProcess(t, "serve", nil)
+	f.waitCaughtUp(t, srv, 60*time.Second)
+	old := f.control(t).Active
+
+	readers := startFaultReaders(t, srv.addr, w, w.renders[:12], 3)
+	live := f.publishLive(t, w, w.renders)
+	stdout, stderr, err := f.run(t, context.Background(), nil, "rebuild")
+	if err != nil {
+		t.Fatalf("rebuild: %v\n%s", err, faultTail(stderr, 20))
+	}
+	live.stop(t)
+	f.waitCaughtUp(t, srv, 60*time.Second)
+	readers.stop(t)
+
+	gen := f.control(t).Active
+	if gen == old {
+		t.Fatalf("active generation is still %s after the rebuild", old)
+	}
+	if want := "generation " + gen + " rebuilt and active"; !strings.Contains(stdout, want) {
+		t.Errorf("rebuild printed %q, want %q", stdout, want)
+	}
+	if !strings.Contains(stderr, `"msg":"rebuild progress"`) || !strings.Contains(stderr, `"events_per_s"`) || !strings.Contains(stderr, `"eta"`) {
+		t.Errorf("rebuild logged no progress with a rate and an ETA:\n%s", faultTail(stderr, 10))
+	}
+	f.waitGenGone(t, old)
+	t.Logf("rebuilt while %d live views arrived", live.views.Load())
+	f.checkExact(t, w.plus(int(live.views.Load())))
+}
+
+// TestRebuildRenderUnderLoad rebuilds one render, whose click counts were
+// damaged, while it receives views: its reads never go backwards, it ends
+// exact, and the other renders are not touched.
+func TestRebuildRenderUnderLoad(t *testing.T) {
+	t.Parallel()
+	f := newFaultEnv(t, "")
+	w := newFaultWork(12, 2, 30, 3, 8_000)
+	f.publishSetup(t, w)
+	f.publishAll(t, w.msgs)
+	srv := f.serveInProcess(t, "serve", nil)
+	f.waitCaughtUp(t, srv, 60*time.Second)
+
+	target := w.renders[0]
+	share := w.shares[target][0]
+	f.addClicks(t, target, share, -3) // as if three views had been lost
+	if _, _, err := f.run(t, context.Background(), nil, "verify", "-render", target); err == nil {
+		t.Fatal("verify finds no drift in the damaged render")
+	}
+	others := map[string]string{}
+	for _, r := range w.renders[1:] {
+		others[r] = f.snapshot(t, w, r)
+	}
+
+	readers := startFaultReaders(t, srv.addr, w, []string{target}, 2)
+	live := f.publishLive(t, w, []string{target})
+	faultWaitFor(t, 10*time.Second, func() error { // the render is busy
+		if n := live.views.Load(); n < 200 {
+			return fmt.Errorf("%d live views so far", n)
+		}
+		return nil
+	})
+	stdout, stderr, err := f.run(t, context.Background(), nil, "rebuild", "-render", target)
+	if err != nil {
+		t.Fatalf("rebuild -render: %v\n%s", err, faultTail(stderr, 20))
+	}
+	faultWaitFor(t, 10*time.Second, func() error { // and stays busy after the swap
+		if n := readers.count(); n < 50 {
+			return fmt.Errorf("%d reads", n)
+		}
+		return nil
+	})
+	live.stop(t)
+	f.waitCaughtUp(t, srv, 60*time.Second)
+	readers.stop(t)
+	if want := "render " + target + " rebuilt and swapped in"; !strings.Contains(stdout, want) {
+		t.Errorf("rebuild -render printed %q, want %q", stdout, want)
+	}
+	for r, before := range others {
+		if got := f.snapshot(t, w, r); got != before {
+			t.Errorf("render %s changed though only %s was rebuilt:\nbefore %s\nafter  %s", r, target, before, got)
+		}
+	}
+	gens, err := f.store.Generations(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gen := readmodel.ScratchGen(f.control(t).Active); gens[gen] != 0 {
+		t.Errorf("the scratch copy %s still has %d keys", gen, gens[gen])
+	}
+	f.checkExact(t, w.plus(int(live.views.Load())))
+}
+
+// TestRebuildTruncatedStream: a stream that lost its first events (here to
+// MaxMsgs) makes a full rebuild refuse, naming what is missing.
+func TestRebuildTruncatedStream(t *testing.T) {
+	t.Parallel()
+	ns := natstest.StartServer(t, "")
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := projector.StreamConfig()
+	cfg.MaxMsgs = 5
+	if _, err := js.CreateStream(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	w := newFaultWork(13, 1, 10, 1, 0)
+	for _, m := range w.setup[:10] {
+		natstest.Publish(t, js, m.subject, m.data, m.msgID)
+	}
+	rs := redistest.Start(t)
+	f := &faultEnv{ns: ns, nc: nc, js: js, redis: rs, store: readmodel.New(rs.Client(t), 0)}
+	_, _, err = f.run(t, context.Background(), nil, "rebuild")
+	if err == nil {
+		t.Fatal("rebuild of a stream starting at sequence 6 succeeded, want an error")
+	}
+	for _, want := range []string{"1..5", "partial"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("rebuild error %q does not say %q", err, want)
+		}
+	}
+	if ctl := f.control(t); ctl.Active != "" || ctl.Building != "" {
+		t.Errorf("the refused rebuild left control state %+v", ctl)
+	}
+}
+
+// TestRebuildInterruptedResumes cancels a rebuild mid-way: its generation
+// and position stay, and the next rebuild resumes from that position and
+// finishes with the exact model.
+func TestRebuildInterruptedResumes(t *testing.T) {
+	t.Parallel()
+	f := newFaultEnv(t, "")
+	w := newFaultWork(14, 2, 40, 3, 20_000)
+	f.publishSetup(t, w)
+	f.publishAll(t, w.msgs)
+	head := f.head(t)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	type result struct {
+		stdout, stderr string
+		err            error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// Small batches make the replay long enough to interrupt.
+		o, e, err := f.run(t, ctx, map[string]string{"BATCH_SIZE": "8"}, "rebuild")
+		done <- result{o, e, err}
+	}()
+	var gen string
+	faultWaitFor(t, 30*time.Second, func() error {
+		select {
+		case r := <-done:
+			t.Fatalf("rebuild ended before it could be interrupted: %v\n%s", r.err, r.stdout)
+		default:
+		}
+		ctl := f.control(t)
+		if ctl.Building == "" || ctl.Pos[ctl.Building] < head/10 {
+			return fmt.Errorf("building %q at %d", ctl.Building, ctl.Pos[ctl.Building])
+		}
+		gen = ctl.Building
+		return nil
+	})
+	cancel()
+	r := <-done
+	if r.err == nil || !strings.Contains(r.err.Error(), "interrupted") {
+		t.Fatalf("interrupted rebuild returned %v, want an error saying it was interrupted", r.err)
+	}
+	ctl := f.control(t)
+	saved := ctl.Pos[gen]
+	if ctl.Building != gen || saved == 0 || saved >= head || ctl.Active != "" {
+		t.Fatalf("after the interruption: control %+v, want %s still building with a position in 1..%d", ctl, gen, head-1)
+	}
+
+	stdout, stderr, err := f.run(t, context.Background(), nil, "rebuild")
+	if err != nil {
+		t.Fatalf("second rebuild: %v\n%s", err, faultTail(stderr, 20))
+	}
+	if want := "generation " + gen + " rebuilt and active"; !strings.Contains(stdout, want) {
+		t.Errorf("second rebuild printed %q, want %q (the same generation, resumed)", stdout, want)
+	}
+	if first := faultFirstProgress(t, stderr); first != saved {
+		t.Errorf("second rebuild started at position %d, want the saved %d", first, saved)
+	}
+	f.checkExact(t, w)
+}
+
+// TestVerify: verify exits 0 on a correct read model and reports DRIFT,
+// failing, after a click counter is changed by hand.
+func TestVerify(t *testing.T) {
+	t.Parallel()
+	f := newFaultEnv(t, "")
+	w := newFaultWork(15, 2, 8, 3, 2_000)
+	f.publishSetup(t, w)
+	f.publishAll(t, w.msgs)
+	srv := f.serveInProcess(t, "projector", nil)
+	f.waitCaughtUp(t, srv, 30*time.Second)
+	ctx := context.Background()
+
+	stdout, _, err := f.run(t, ctx, nil, "verify")
+	if err != nil {
+		t.Fatalf("verify of a correct model: %v\n%s", err, stdout)
+	}
+	if want := fmt.Sprintf("checked %d renders and %d API keys", len(w.renders), len(w.keys)); !strings.Contains(stdout, want) || !strings.Contains(stdout, ": 0 differ") {
+		t.Errorf("verify printed %q, want %q and no difference", stdout, want)
+	}
+	if stdout, _, err := f.run(t, ctx, nil, "verify", "--renders", "3"); err != nil || !strings.Contains(stdout, "checked 3 renders") {
+		t.Errorf("verify --renders 3: %v, printed %q", err, stdout)
+	}
+
+	bad := w.renders[2]
+	f.addClicks(t, bad, w.shares[bad][1], 1)
+	stdout, _, err = f.run(t, ctx, nil, "verify")
+	if err == nil {
+		t.Fatalf("verify after corrupting a counter succeeded:\n%s", stdout)
+	}
+	if !strings.Contains(stdout, "DRIFT "+bad) || strings.Count(stdout, "DRIFT") != 1 {
+		t.Errorf("verify printed %q, want one DRIFT line naming %s", stdout, bad)
+	}
+	if stdout, _, err := f.run(t, ctx, nil, "verify", "-render", w.renders[3]); err != nil {
+		t.Errorf("verify -render of an intact render: %v\n%s", err, stdout)
+	}
+}
+
+// TestStartupWarnings: a stream that can lose history and a Redis that can
+// evict keys are both reported by `sharesd projector` at start-up; a safe
+// set-up is not.
+func TestStartupWarnings(t *testing.T) {
+	t.Parallel()
+	t.Run("unsafe", func(t *testing.T) {
+		t.Parallel()
+		ns := natstest.StartServer(t, "")
+		nc, err := nats.Connect(ns.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := projector.StreamConfig()
+		cfg.MaxAge = 30 * 24 * time.Hour
+		if _, err := js.CreateStream(context.Background(), cfg); err != nil {
+			t.Fatal(err)
+		}
+		rs := redistest.Start(t, "--maxmemory-policy", "allkeys-lru")
+		f := &faultEnv{ns: ns, nc: nc, js: js, redis: rs, store: readmodel.New(rs.Client(t), 0)}
+		srv := f.serveInProcess(t, "projector", nil)
+		faultWaitFor(t, 15*time.Second, func() error {
+			if err := srv.alive(); err != nil {
+				t.Fatal(err)
+			}
+			logs := srv.logs.String()
+			for _, want := range []string{"stream can lose history", "max age 720h0m0s", "maxmemory-policy", "allkeys-lru"} {
+				if !strings.Contains(logs, want) {
+					return fmt.Errorf("no %q in the logs yet", want)
+				}
+			}
+			return nil
+		})
+	})
+	t.Run("safe", func(t *testing.T) {
+		t.Parallel()
+		f := newFaultEnv(t, "")
+		srv := f.serveInProcess(t, "projector", nil)
+		f.waitCaughtUp(t, srv, 15*time.Second) // the checks ran before the projector
+		logs := srv.logs.String()
+		for _, unwanted := range []string{"stream can lose history", "can evict"} {
+			if strings.Contains(logs, unwanted) {
+				t.Errorf("the logs of a safe set-up say %q:\n%s", unwanted, faultTail(logs, 20))
+			}
+		}
+	})
+}
+
+// TestStreamWentBackwards deletes the stream under a running projector and
+// recreates it with fewer events: the projector says so loudly and ends
+// with the model of the new stream, forgetting the old one.
+func TestStreamWentBackwards(t *testing.T) {
+	t.Parallel()
+	f := newFaultEnv(t, "")
+	old := newFaultWork(16, 1, 20, 2, 3_000)
+	f.publishSetup(t, old)
+	f.publishAll(t, old.msgs)
+	srv := f.serveInProcess(t, "serve", nil)
+	f.waitCaughtUp(t, srv, 30*time.Second)
+	oldGen := f.control(t).Active
+
+	ctx := context.Background()
+	if err := f.js.DeleteStream(ctx, events.Stream); err != nil {
+		t.Fatalf("delete stream: %v", err)
+	}
+	if _, err := f.js.CreateStream(ctx, projector.StreamConfig()); err != nil {
+		t.Fatalf("recreate stream: %v", err)
+	}
+	w := newFaultWork(17, 1, 10, 2, 500)
+	f.publishSetup(t, w)
+	f.publishAll(t, w.msgs)
+	faultWaitFor(t, 30*time.Second, func() error {
+		if err := srv.alive(); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(srv.logs.String(), "STREAM WENT BACKWARDS") {
+			return errors.New("no STREAM WENT BACKWARDS in the logs yet")
+		}
+		if gen := f.control(t).Active; gen == oldGen {
+			return fmt.Errorf("generation %s of the old stream is still active", gen)
+		}
+		return nil
+	})
+	f.waitCaughtUp(t, srv, 30*time.Second)
+	f.checkExact(t, w)
+	r := old.renders[0]
+	if _, err := f.store.List(ctx, old.renderProject[r], r, nil); !errors.Is(err, readmodel.ErrNotFound) {
+		t.Errorf("render %s of the old stream: list error %v, want not found", r, err)
+	}
+	if got := faultGet(t, srv.addr, r, old.keyOf(r)).status; got != 401 {
+		t.Errorf("the old stream's key: status %d, want 401 (the key is gone with its stream)", got)
+	}
+}
+
+// faultServe is `sharesd serve|projector|api` running in process.
+type faultServe struct {
+	addr   string
+	logs   *faultBuffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func (s *faultServe) alive() error {
+	select {
+	case err := <-s.done:
+		s.done <- err // keep it for the cleanup
+		return fmt.Errorf("sharesd returned %v\n%s", err, faultTail(s.logs.String(), 30))
+	default:
+		return nil
+	}
+}
+
+func (f *faultEnv) getenv(extra map[string]string) func(string) string {
+	vars := map[string]string{"NATS_URL": f.ns.ClientURL(), "REDIS_URL": f.redis.URL, "LOG_FORMAT": "json"}
+	for k, v := range extra {
+		vars[k] = v
+	}
+	return func(k string) string { return vars[k] }
+}
+
+// serveInProcess runs `sharesd sub` through run() until the test ends.
+func (f *faultEnv) serveInProcess(t *testing.T, sub string, extra map[string]string) *faultServe {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &faultServe{logs: &faultBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	go func() {
+		s.done <- run(ctx, []string{sub, "-http-addr", "127.0.0.1:0"}, f.getenv(extra), strings.NewReader(""), s.logs, s.logs)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-s.done:
+			if err != nil {
+				t.Errorf("sharesd %s returned %v", sub, err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("sharesd %s did not return within 15s of its context ending", sub)
+		}
+		if t.Failed() {
+			t.Logf("sharesd %s log tail:\n%s", sub, faultTail(s.logs.String(), 15))
+		}
+	})
+	s.addr = faultWaitAddr(t, s, s.logs)
+	return s
+}
+
+// run runs `sharesd args…` in process and returns its output.
+func (f *faultEnv) run(t testing.TB, ctx context.Context, extra map[string]string, args ...string) (string, string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, args, f.getenv(extra), strings.NewReader(""), &stdout, &stderr)
+	return stdout.String(), stderr.String(), err
+}
+
+func (f *faultEnv) control(t testing.TB) readmodel.Control {
+	t.Helper()
+	ctl, err := f.store.ReadControl(context.Background())
+	if err != nil {
+		t.Fatalf("read control: %v", err)
+	}
+	return ctl
+}
+
+func (f *faultEnv) publishAll(t testing.TB, msgs []faultMsg) {
+	t.Helper()
+	var n atomic.Int64
+	if err := faultPublishAll(f.js, msgs, &n); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+}
+
+// addClicks changes a share's click counter in the active generation by
+// hand, as drift would.
+func (f *faultEnv) addClicks(t testing.TB, render, share string, n int64) {
+	t.Helper()
+	ctx := context.Background()
+	rdb, gen := f.store.Client(), f.control(t).Active
+	var key string
+	it := rdb.Scan(ctx, 0, "sharesd:*:{"+render+"}:clicks", 1000).Iterator()
+	for it.Next(ctx) {
+		if strings.HasPrefix(it.Val(), "sharesd:"+gen+":") {
+			key = it.Val()
+		}
+	}
+	if err := it.Err(); err != nil || key == "" {
+		t.Fatalf("no clicks key of render %s in generation %s (scan error %v)", render, gen, err)
+	}
+	if err := rdb.HIncrBy(ctx, key, share, n).Err(); err != nil {
+		t.Fatalf("HINCRBY %s: %v", key, err)
+	}
+}
+
+// snapshot is a render's list as the API would render it, with its
+// sequence and version.
+func (f *faultEnv) snapshot(t testing.TB, w *faultWork, render string) string {
+	t.Helper()
+	l, err := f.store.List(context.Background(), w.renderProject[render], render, nil)
+	if err != nil {
+		t.Fatalf("list %s: %v", render, err)
+	}
+	b, err := l.AppendJSON(nil, faultBase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("seq=%d ver=%d %s", l.Seq, l.Ver, b)
+}
+
+// waitGenGone waits until no key of generation gen is left.
+func (f *faultEnv) waitGenGone(t testing.TB, gen string) {
+	t.Helper()
+	faultWaitFor(t, 20*time.Second, func() error {
+		gens, err := f.store.Generations(context.Background())
+		if err != nil {
+			return err
+		}
+		if n := gens[gen]; n > 0 {
+			return fmt.Errorf("generation %s still has %d keys", gen, n)
+		}
+		if _, ok := f.control(t).Pos[gen]; ok {
+			return fmt.Errorf("generation %s still has a position", gen)
+		}
+		return nil
+	})
+}
+
+// faultLive publishes views to renders, about a thousand a second, until
+// stopped, counting them.
+type faultLive struct {
+	views    atomic.Int64
+	quit     chan struct{}
+	finished chan struct{}
+	err      error
+}
+
+func (f *faultEnv) publishLive(t *testing.T, w *faultWork, renders []string) *faultLive {
+	t.Helper()
+	l := &faultLive{quit: make(chan struct{}), finished: make(chan struct{})}
+	go func() {
+		defer close(l.finished)
+		tick := time.NewTicker(25 * time.Millisecond)
+		defer tick.Stop()
+		var sent atomic.Int64
+		for n := 0; ; n++ {
+			select {
+			case <-l.quit:
+				return
+			case <-tick.C:
+			}
+			msgs := make([]faultMsg, 25)
+			for i := range msgs {
+				r := renders[(n+i)%len(renders)]
+				msgs[i] = w.view(r, w.shares[r][i%len(w.shares[r])], fmt.Sprintf("live-%d-%d", n, i))
+			}
+			if l.err = faultPublishAll(f.js, msgs, &sent); l.err != nil {
+				return
+			}
+			l.views.Add(int64(len(msgs)))
+		}
+	}()
+	t.Cleanup(func() { l.stop(t) })
+	return l
+}
+
+func (l *faultLive) stop(t testing.TB) {
+	t.Helper()
+	select {
+	case <-l.quit:
+	default:
+		close(l.quit)
+	}
+	<-l.finished
+	if l.err != nil {
+		t.Fatalf("live publish: %v", l.err)
+	}
+}
+
+// plus is w with n more distinct views (published live).
+func (w *faultWork) plus(n int) *faultWork {
+	c := *w
+	c.views += n
+	return &c
+}
+
+// faultFirstProgress is the position of the first "rebuild progress" log
+// line in a JSON log: where the rebuild started.
+func faultFirstProgress(t testing.TB, logs string) uint64 {
+	t.Helper()
+	for _, line := range strings.Split(logs, "\n") {
+		var l struct {
+			Msg  string
+			Done uint64 `json:"done"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "rebuild progress" {
+			return l.Done
+		}
+	}
+	t.Fatalf("no rebuild progress in the logs:\n%s", faultTail(logs, 10))
+	return 0
+}
+
+func faultTail(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(l[max(0, len(l)-n):], "\n")
+}
