@@ -46,8 +46,11 @@ func (p *Projector) applyBatch(ctx context.Context, r run, batch []jetstream.Msg
 	}
 
 	// The write must not be cut in half by a shutdown: it gets its own
-	// deadline instead of the run's context.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	// deadline instead of the run's context. The deadline is one Redis read
+	// timeout, so a write that Redis does not answer is not retried past
+	// it: after SIGTERM this write (5s), saving the position (2s) and
+	// releasing the lease (1s) fit in the 10s a stopping process has.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
 	defer cancel()
 	if r.scratch {
 		checkpoint = 0
@@ -89,6 +92,9 @@ func entityWord(t events.Type) string {
 	}
 	return "API key"
 }
+
+// applyTimeout bounds one batch's write to Redis.
+const applyTimeout = 5 * time.Second
 
 // Headers of a dead letter.
 const (

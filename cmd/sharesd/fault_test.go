@@ -51,6 +51,7 @@ func TestFault(t *testing.T) {
 	t.Run("redis-paused", func(t *testing.T) { t.Parallel(); testFaultRedisPause(t, bin) })
 	t.Run("duplicate-after-window", func(t *testing.T) { t.Parallel(); testFaultDuplicateAfterWindow(t, bin) })
 	t.Run("sigterm", func(t *testing.T) { t.Parallel(); testFaultSIGTERM(t, bin) })
+	t.Run("sigterm-redis-paused", func(t *testing.T) { t.Parallel(); testFaultSIGTERMRedisPaused(t, bin) })
 }
 
 // faultBuild builds the sharesd binary (without -race, so the child is
@@ -285,6 +286,47 @@ func testFaultSIGTERM(t *testing.T, bin string) {
 	}
 	head := f.head(t)
 	t.Logf("SIGTERM after %d events: exited in %v at position %d, stream head %d", pos, took.Round(time.Millisecond), pos, head)
+	pub.wait(t)
+	child = f.startServe(t)
+	f.waitCaughtUp(t, child, 60*time.Second)
+	f.checkExact(t, w)
+}
+
+// testFaultSIGTERMRedisPaused stops `sharesd serve` with SIGTERM while
+// Redis does not answer: it cannot save anything, but it still exits within
+// 10s with status 0, and a new process applies everything exactly once
+// Redis is back.
+func testFaultSIGTERMRedisPaused(t *testing.T, bin string) {
+	f := newFaultEnv(t, bin)
+	w := newFaultWork(7, 1, 20, 3, 10_000)
+	f.publishSetup(t, w)
+	child := f.startServe(t)
+	f.waitCaughtUp(t, child, 30*time.Second)
+	pub := f.publishInBackground(t, w.msgs)
+	faultWaitFor(t, 30*time.Second, func() error {
+		if pos := f.activePos(t); pos < f.setupSeq+uint64(len(w.msgs)/10) {
+			return fmt.Errorf("the projector saved %d, want a tenth of the events applied", pos)
+		}
+		return nil
+	})
+	f.redis.Pause(t)
+	resumed := false
+	defer func() {
+		if !resumed {
+			f.redis.Resume(t)
+		}
+	}()
+	faultPause(t, 200*time.Millisecond) // a write is now waiting for Redis
+	took, err := child.term(t)
+	f.redis.Resume(t)
+	resumed = true
+	if err != nil {
+		t.Fatalf("after SIGTERM: %v, want exit status 0\n%s", err, child.out.tail(20))
+	}
+	if took > 10*time.Second {
+		t.Errorf("exited %v after SIGTERM with Redis paused, want within 10s", took.Round(time.Millisecond))
+	}
+	t.Logf("exited %v after SIGTERM with Redis paused", took.Round(time.Millisecond))
 	pub.wait(t)
 	child = f.startServe(t)
 	f.waitCaughtUp(t, child, 60*time.Second)
