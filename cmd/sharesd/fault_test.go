@@ -45,13 +45,36 @@ const faultBase = "https://www.craftkit.dev" // the default SHARE_BASE_URL
 // own servers.
 func TestFault(t *testing.T) {
 	bin := faultBuild(t)
-	t.Run("sigkill", func(t *testing.T) { t.Parallel(); testFaultSIGKILL(t, bin) })
-	t.Run("nats-restart", func(t *testing.T) { t.Parallel(); testFaultNATSRestart(t, bin) })
-	t.Run("redis-restart-empty", func(t *testing.T) { t.Parallel(); testFaultRedisRestart(t, bin) })
-	t.Run("redis-paused", func(t *testing.T) { t.Parallel(); testFaultRedisPause(t, bin) })
-	t.Run("duplicate-after-window", func(t *testing.T) { t.Parallel(); testFaultDuplicateAfterWindow(t, bin) })
-	t.Run("sigterm", func(t *testing.T) { t.Parallel(); testFaultSIGTERM(t, bin) })
-	t.Run("sigterm-redis-paused", func(t *testing.T) { t.Parallel(); testFaultSIGTERMRedisPaused(t, bin) })
+	for _, tt := range []struct {
+		name string
+		long bool
+		test func(*testing.T, string)
+	}{
+		{"sigkill", true, testFaultSIGKILL},
+		{"nats-restart", true, testFaultNATSRestart},
+		{"redis-restart-empty", true, testFaultRedisRestart},
+		{"redis-paused", true, testFaultRedisPause},
+		{"duplicate-after-window", false, testFaultDuplicateAfterWindow},
+		{"sigterm", true, testFaultSIGTERM},
+		{"sigterm-redis-paused", true, testFaultSIGTERMRedisPaused},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.long {
+				faultLong(t)
+			}
+			t.Parallel()
+			tt.test(t, bin)
+		})
+	}
+}
+
+// faultLong skips a test of many seconds under -short (make test-short);
+// make test and CI run it.
+func faultLong(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("takes many seconds; run without -short")
+	}
 }
 
 // faultBuild builds the sharesd binary (without -race, so the child is

@@ -31,6 +31,7 @@ import (
 // 503, no read goes backwards, the new generation replaces the old one,
 // whose keys are then deleted, and the result equals the model.
 func TestRebuildUnderLoad(t *testing.T) {
+	faultLong(t)
 	t.Parallel()
 	f := newFaultEnv(t, "")
 	w := newFaultWork(11, 2, 60, 3, 30_000)
@@ -69,6 +70,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 // damaged, while it receives views: its reads never go backwards, it ends
 // exact, and the other renders are not touched.
 func TestRebuildRenderUnderLoad(t *testing.T) {
+	faultLong(t)
 	t.Parallel()
 	f := newFaultEnv(t, "")
 	w := newFaultWork(12, 2, 30, 3, 8_000)
@@ -170,6 +172,7 @@ func TestRebuildTruncatedStream(t *testing.T) {
 // and position stay, and the next rebuild resumes from that position and
 // finishes with the exact model.
 func TestRebuildInterruptedResumes(t *testing.T) {
+	faultLong(t)
 	t.Parallel()
 	f := newFaultEnv(t, "")
 	w := newFaultWork(14, 2, 40, 3, 20_000)
