@@ -6,13 +6,12 @@ package main
 // They share the crash tests' helpers (fault_test.go).
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -360,87 +359,8 @@ func TestStreamWentBackwards(t *testing.T) {
 	if _, err := f.store.List(ctx, old.renderProject[r], r, nil); !errors.Is(err, readmodel.ErrNotFound) {
 		t.Errorf("render %s of the old stream: list error %v, want not found", r, err)
 	}
-	if got := faultGet(t, srv.addr, r, old.keyOf(r)).status; got != 401 {
+	if got := faultGet(srv.addr, r, old.keyOf(r)).status; got != http.StatusUnauthorized {
 		t.Errorf("the old stream's key: status %d, want 401 (the key is gone with its stream)", got)
-	}
-}
-
-// faultServe is `sharesd serve|projector|api` running in process.
-type faultServe struct {
-	addr   string
-	logs   *faultBuffer
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func (s *faultServe) alive() error {
-	select {
-	case err := <-s.done:
-		s.done <- err // keep it for the cleanup
-		return fmt.Errorf("sharesd returned %v\n%s", err, faultTail(s.logs.String(), 30))
-	default:
-		return nil
-	}
-}
-
-func (f *faultEnv) getenv(extra map[string]string) func(string) string {
-	vars := map[string]string{"NATS_URL": f.ns.ClientURL(), "REDIS_URL": f.redis.URL, "LOG_FORMAT": "json"}
-	for k, v := range extra {
-		vars[k] = v
-	}
-	return func(k string) string { return vars[k] }
-}
-
-// serveInProcess runs `sharesd sub` through run() until the test ends.
-func (f *faultEnv) serveInProcess(t *testing.T, sub string, extra map[string]string) *faultServe {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &faultServe{logs: &faultBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	go func() {
-		s.done <- run(ctx, []string{sub, "-http-addr", "127.0.0.1:0"}, f.getenv(extra), strings.NewReader(""), s.logs, s.logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-s.done:
-			if err != nil {
-				t.Errorf("sharesd %s returned %v", sub, err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("sharesd %s did not return within 15s of its context ending", sub)
-		}
-		if t.Failed() {
-			t.Logf("sharesd %s log tail:\n%s", sub, faultTail(s.logs.String(), 15))
-		}
-	})
-	s.addr = faultWaitAddr(t, s, s.logs)
-	return s
-}
-
-// run runs `sharesd args…` in process and returns its output.
-func (f *faultEnv) run(t testing.TB, ctx context.Context, extra map[string]string, args ...string) (string, string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	err := run(ctx, args, f.getenv(extra), strings.NewReader(""), &stdout, &stderr)
-	return stdout.String(), stderr.String(), err
-}
-
-func (f *faultEnv) control(t testing.TB) readmodel.Control {
-	t.Helper()
-	ctl, err := f.store.ReadControl(context.Background())
-	if err != nil {
-		t.Fatalf("read control: %v", err)
-	}
-	return ctl
-}
-
-func (f *faultEnv) publishAll(t testing.TB, msgs []faultMsg) {
-	t.Helper()
-	var n atomic.Int64
-	if err := faultPublishAll(f.js, msgs, &n); err != nil {
-		t.Fatalf("publish: %v", err)
 	}
 }
 
@@ -498,64 +418,6 @@ func (f *faultEnv) waitGenGone(t testing.TB, gen string) {
 	})
 }
 
-// faultLive publishes views to renders, about a thousand a second, until
-// stopped, counting them.
-type faultLive struct {
-	views    atomic.Int64
-	quit     chan struct{}
-	finished chan struct{}
-	err      error
-}
-
-func (f *faultEnv) publishLive(t *testing.T, w *faultWork, renders []string) *faultLive {
-	t.Helper()
-	l := &faultLive{quit: make(chan struct{}), finished: make(chan struct{})}
-	go func() {
-		defer close(l.finished)
-		tick := time.NewTicker(25 * time.Millisecond)
-		defer tick.Stop()
-		var sent atomic.Int64
-		for n := 0; ; n++ {
-			select {
-			case <-l.quit:
-				return
-			case <-tick.C:
-			}
-			msgs := make([]faultMsg, 25)
-			for i := range msgs {
-				r := renders[(n+i)%len(renders)]
-				msgs[i] = w.view(r, w.shares[r][i%len(w.shares[r])], fmt.Sprintf("live-%d-%d", n, i))
-			}
-			if l.err = faultPublishAll(f.js, msgs, &sent); l.err != nil {
-				return
-			}
-			l.views.Add(int64(len(msgs)))
-		}
-	}()
-	t.Cleanup(func() { l.stop(t) })
-	return l
-}
-
-func (l *faultLive) stop(t testing.TB) {
-	t.Helper()
-	select {
-	case <-l.quit:
-	default:
-		close(l.quit)
-	}
-	<-l.finished
-	if l.err != nil {
-		t.Fatalf("live publish: %v", l.err)
-	}
-}
-
-// plus is w with n more distinct views (published live).
-func (w *faultWork) plus(n int) *faultWork {
-	c := *w
-	c.views += n
-	return &c
-}
-
 // faultFirstProgress is the position of the first "rebuild progress" log
 // line in a JSON log: where the rebuild started.
 func faultFirstProgress(t testing.TB, logs string) uint64 {
@@ -571,9 +433,4 @@ func faultFirstProgress(t testing.TB, logs string) uint64 {
 	}
 	t.Fatalf("no rebuild progress in the logs:\n%s", faultTail(logs, 10))
 	return 0
-}
-
-func faultTail(s string, n int) string {
-	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(l[max(0, len(l)-n):], "\n")
 }
