@@ -14,23 +14,22 @@ import (
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
 
-// applyBatch decodes a batch, dead-letters what is bad and applies the rest
+// applyBatch takes a decoded batch, dead-letters what is bad and applies the rest
 // to r.gen in one Redis round trip, raising the saved position to
 // checkpoint (the end of the previous batch) in the same trip. It returns
 // the control state and the number of events still pending after the batch.
-func (p *Projector) applyBatch(ctx context.Context, r run, batch []jetstream.Msg, checkpoint uint64) (readmodel.Control, uint64, error) {
+func (p *Projector) applyBatch(ctx context.Context, r run, batch []delivered, checkpoint uint64) (readmodel.Control, uint64, error) {
 	start := time.Now()
 	ops := make([]readmodel.Op, 0, len(batch))
 	srcs := make([]jetstream.Msg, 0, len(batch))
 	var last *jetstream.MsgMetadata
-	for _, m := range batch {
-		md, err := m.Metadata()
-		if err != nil {
-			return readmodel.Control{}, 0, fmt.Errorf("message metadata: %w", err)
+	for _, d := range batch {
+		m, md, ev, err := d.msg, d.md, d.ev, d.err
+		if d.mdErr != nil {
+			return readmodel.Control{}, 0, fmt.Errorf("message metadata: %w", d.mdErr)
 		}
 		last = md
 		seq := md.Sequence.Stream
-		ev, err := events.Decode(m.Subject(), m.Data())
 		var bad *events.DecodeError
 		switch {
 		case errors.As(err, &bad):
@@ -58,7 +57,7 @@ func (p *Projector) applyBatch(ctx context.Context, r run, batch []jetstream.Msg
 	outcomes, ctl, err := p.store.Apply(actx, r.gen, ops, checkpoint, r.live)
 	if err != nil {
 		p.metrics.RedisErrors.Inc()
-		return readmodel.Control{}, 0, fmt.Errorf("apply batch at seq %d: %w", seqOf(batch[0]), err)
+		return readmodel.Control{}, 0, fmt.Errorf("apply batch at seq %d: %w", seqOf(batch[0].msg), err)
 	}
 	for i, o := range outcomes {
 		p.metrics.Applied.WithLabelValues(string(ops[i].Event.Type), o.String()).Inc()

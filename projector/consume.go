@@ -82,7 +82,7 @@ func (p *Projector) consume(ctx context.Context, r run) (err error) {
 	}
 	idle := time.NewTicker(time.Second)
 	defer idle.Stop()
-	batch := make([]jetstream.Msg, 0, p.cfg.BatchSize)
+	batch := make([]delivered, 0, p.cfg.BatchSize)
 	for {
 		batch = batch[:0]
 		select {
@@ -126,7 +126,7 @@ func (p *Projector) consume(ctx context.Context, r run) (err error) {
 			return err
 		}
 		saved = applied
-		applied = seqOf(batch[len(batch)-1])
+		applied = batch[len(batch)-1].md.Sequence.Stream // applyBatch checked md
 		if err := p.checkControl(ctx, r, ctl); err != nil {
 			return err
 		}
@@ -136,10 +136,22 @@ func (p *Projector) consume(ctx context.Context, r run) (err error) {
 	}
 }
 
-// feed moves messages from the iterator to a channel, so the loop can wait
-// for the first message of a batch and take the rest without waiting.
-func feed(it jetstream.MessagesContext, size int) (<-chan jetstream.Msg, <-chan error, func()) {
-	msgs := make(chan jetstream.Msg, size)
+// delivered is a message with its metadata and its decoded event. feed
+// works them out ahead of the loop, so decoding the next batch (most of the
+// projector's CPU) overlaps with writing the current one to Redis.
+type delivered struct {
+	msg   jetstream.Msg
+	md    *jetstream.MsgMetadata
+	mdErr error
+	ev    events.Event
+	err   error // events.Decode's
+}
+
+// feed moves messages from the iterator to a channel, decoded, so the loop
+// can wait for the first message of a batch and take the rest without
+// waiting.
+func feed(it jetstream.MessagesContext, size int) (<-chan delivered, <-chan error, func()) {
+	msgs := make(chan delivered, size)
 	errc := make(chan error, 1)
 	done := make(chan struct{})
 	go func() {
@@ -151,8 +163,12 @@ func feed(it jetstream.MessagesContext, size int) (<-chan jetstream.Msg, <-chan 
 				}
 				return
 			}
+			d := delivered{msg: m}
+			if d.md, d.mdErr = m.Metadata(); d.mdErr == nil {
+				d.ev, d.err = events.Decode(m.Subject(), m.Data())
+			}
 			select {
-			case msgs <- m:
+			case msgs <- d:
 			case <-done:
 				return
 			}
