@@ -92,6 +92,16 @@ func (b *bench) measureHTTP(ctx context.Context) (err error) {
 	}
 	fmt.Fprintf(b.progress, "  open loop at %.0f req/s: %.0f req/s, p50 %.2fms p99 %.2fms p99.9 %.2fms\n",
 		half, b.res.halfRate.rate(), ms(b.res.halfRate.pct(0.5)), ms(b.res.halfRate.pct(0.99)), ms(b.res.halfRate.pct(0.999)))
+	// The same open loop on the ceiling: what the machine and the generator
+	// add to the tail at this rate without the API's work.
+	var tenCeiling [][]byte
+	for _, rd := range b.w.fixed[10] {
+		tenCeiling = append(tenCeiling, request(ceilAddr, "/v1/renders/"+b.w.renders[rd].id+"/shares", "Authorization: Bearer "+b.w.keys[0]))
+	}
+	b.res.halfRateCeiling, err = openLoop(ctx, ceilAddr, tenCeiling, 200, 2*b.cfg.Clients, half, b.cfg.Duration, cpu)
+	if err != nil {
+		return err
+	}
 	return b.freshness(ctx, astore, apiAddr, tenShares, half)
 }
 
