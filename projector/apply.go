@@ -64,7 +64,13 @@ func (p *Projector) applyBatch(ctx context.Context, r run, batch []delivered, ch
 		switch o {
 		case readmodel.Stale:
 			p.metrics.Redeliveries.Inc()
-		case readmodel.Mismatch:
+		case readmodel.Mismatch, readmodel.StaleMismatch:
+			if o == readmodel.StaleMismatch {
+				p.metrics.Redeliveries.Inc()
+			}
+			// Dead-lettered again on redelivery: the copy may not have been
+			// published before a crash; its message id makes a second copy
+			// a duplicate that the dead-letter stream drops.
 			reason := "projectId " + ops[i].Event.ProjectID + " is not the project of the " + entityWord(ops[i].Event.Type)
 			if err := p.deadLetter(ctx, r, srcs[i], ops[i].Seq, "project_mismatch", "projectId", reason); err != nil {
 				return readmodel.Control{}, 0, err
@@ -139,9 +145,13 @@ func (p *Projector) deadLetter(ctx context.Context, r run, m jetstream.Msg, seq 
 	out.Header.Set(jetstream.MsgIDHeader, id)
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if _, err := p.js.PublishMsg(pctx, out); err != nil {
+	ack, err := p.js.PublishMsg(pctx, out)
+	if err != nil {
 		p.metrics.NATSErrors.Inc()
 		return fmt.Errorf("dead-letter seq %d: %w", seq, err)
+	}
+	if ack.Duplicate {
+		return nil // a redelivery of one already dead-lettered: logged and counted then
 	}
 	p.metrics.DeadLettered.WithLabelValues(label).Inc()
 	p.logger.WarnContext(ctx, "event dead-lettered", "stream_seq", seq, "subject", m.Subject(), "field", field, "reason", reason)

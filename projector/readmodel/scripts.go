@@ -4,7 +4,9 @@ import "github.com/redis/go-redis/v9"
 
 // Every write script is guarded by the entity's last applied stream
 // sequence, so running one twice (a go-redis retry after a network error, a
-// redelivery after a crash, a replay) changes nothing the second time.
+// redelivery after a crash, a replay) changes nothing the second time. A
+// redelivered event of another project answers StaleMismatch rather than
+// Stale, so its dead letter is not lost when the first copy never made it.
 // Script replies are outcomes (see Outcome).
 
 // applyRender applies one render or share event.
@@ -15,7 +17,10 @@ import "github.com/redis/go-redis/v9"
 var applyRender = redis.NewScript(`
 local seq = tonumber(ARGV[1])
 local cur = redis.call('HMGET', KEYS[1], 'seq', 'project', 'deleted', 'listed')
-if cur[1] and tonumber(cur[1]) >= seq then return 1 end
+if cur[1] and tonumber(cur[1]) >= seq then
+  if cur[2] and cur[2] ~= ARGV[3] then return 5 end
+  return 1
+end
 redis.call('HSET', KEYS[1], 'seq', ARGV[1])
 if cur[2] and cur[2] ~= ARGV[3] then return 3 end
 if not cur[2] then redis.call('HSET', KEYS[1], 'project', ARGV[3]) end
@@ -78,7 +83,10 @@ return 0
 var applyKey = redis.NewScript(`
 local seq = tonumber(ARGV[1])
 local cur = redis.call('HMGET', KEYS[2], 'seq', 'project')
-if cur[1] and tonumber(cur[1]) >= seq then return 1 end
+if cur[1] and tonumber(cur[1]) >= seq then
+  if cur[2] and cur[2] ~= ARGV[3] then return 5 end
+  return 1
+end
 redis.call('HSET', KEYS[2], 'seq', ARGV[1])
 if cur[2] and cur[2] ~= ARGV[3] then return 3 end
 if not cur[2] then redis.call('HSET', KEYS[2], 'project', ARGV[3]) end

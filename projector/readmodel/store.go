@@ -76,6 +76,8 @@ const (
 	Duplicate Outcome = 2 // its event id was seen within the horizon
 	Mismatch  Outcome = 3 // its projectId is not the entity's project
 	Ignored   Outcome = 4 // the render was deleted
+	// StaleMismatch: a redelivered event that was a Mismatch.
+	StaleMismatch Outcome = 5
 )
 
 func (o Outcome) String() string {
@@ -90,6 +92,8 @@ func (o Outcome) String() string {
 		return "project_mismatch"
 	case Ignored:
 		return "render_deleted"
+	case StaleMismatch:
+		return "stale_project_mismatch"
 	}
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }

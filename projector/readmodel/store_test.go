@@ -482,3 +482,24 @@ func TestApplyCheckpointAndAnnounce(t *testing.T) {
 		t.Errorf("a lower checkpoint: position %d (%v), want 7 kept", ctl.Pos[f.gen], err)
 	}
 }
+
+// TestApplyStaleMismatch checks that a redelivered event of another project
+// answers StaleMismatch, not Stale, so the projector dead-letters it again
+// (its first dead letter may have been lost to a crash).
+func TestApplyStaleMismatch(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 0)
+	f.apply(renderCreated(projectA, renderA))
+	foreign := f.op(shareViewed(projectB, renderA, "s1"), time.Time{})
+	if out := f.applyOps(f.gen, foreign); out[0] != Mismatch {
+		t.Fatalf("first delivery: %v, want %v", out[0], Mismatch)
+	}
+	if out := f.applyOps(f.gen, foreign); out[0] != StaleMismatch {
+		t.Fatalf("redelivery: %v, want %v", out[0], StaleMismatch)
+	}
+	own := f.op(shareViewed(projectA, renderA, "s1"), time.Time{})
+	f.applyOps(f.gen, own)
+	if out := f.applyOps(f.gen, own); out[0] != Stale {
+		t.Fatalf("redelivery of the render's own event: %v, want %v", out[0], Stale)
+	}
+}
