@@ -21,6 +21,9 @@ type Config struct {
 	MinSeqWait   time.Duration // longest ?minSeq wait (default 2s)
 	KeyCacheTTL  time.Duration // how long a key lookup is reused (default 500ms)
 	KeyCacheSize int           // most keys cached (default 10000)
+	// BodyCacheBytes bounds the rendered bodies kept for reuse while their
+	// render is unchanged (default 64 MiB; negative disables).
+	BodyCacheBytes int
 
 	// Ready reports whether the process can serve (for /readyz); nil means
 	// always ready.
@@ -46,6 +49,12 @@ func (c *Config) defaults() {
 	}
 	if c.KeyCacheSize <= 0 {
 		c.KeyCacheSize = 10000
+	}
+	switch {
+	case c.BodyCacheBytes == 0:
+		c.BodyCacheBytes = 64 << 20
+	case c.BodyCacheBytes < 0:
+		c.BodyCacheBytes = 0
 	}
 }
 
