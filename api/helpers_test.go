@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/craftkit/sharesd/projector/model"
 	"io"
 	"log/slog"
 	"maps"
@@ -301,20 +302,9 @@ func get(t testing.TB, srv *httptest.Server, render, key string, header ...strin
 
 func sharesPath(render string) string { return "/v1/renders/" + render + "/shares" }
 
-// share is one element of the list as a client decodes it; nil is null.
-type share struct {
-	ID             string  `json:"id"`
-	Channel        string  `json:"channel"`
-	RecipientEmail *string `json:"recipientEmail"`
-	Message        *string `json:"message"`
-	RevokedAt      *string `json:"revokedAt"`
-	RevokedReason  *string `json:"revokedReason"`
-	ExpiresAt      *string `json:"expiresAt"`
-	CreatedAt      string  `json:"createdAt"`
-	ShareToken     string  `json:"shareToken"`
-	ClickCount     int64   `json:"clickCount"`
-	ShareURL       string  `json:"shareUrl"`
-}
+// share is one element of the list as the API renders it: the reference
+// model's type, fields in the contract's order.
+type share = model.Share
 
 // shares decodes a 200 reply, refusing unknown fields.
 func (r reply) shares(t testing.TB) []share {

@@ -62,17 +62,12 @@ func runStatus(ctx context.Context, env *environment, args []string) error {
 	if err := parse(fs, errs, &cfg, args); err != nil {
 		return err
 	}
-	nc, js, err := connectNATS(cfg.NATSURL, newLogger(cfg, env.stderr), false)
+	c, err := connect(cfg, newLogger(cfg, env.stderr))
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	rdb, err := redisClient(cfg.RedisURL, false)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	store := readmodel.New(rdb, cfg.DedupeHorizon)
+	defer c.Close()
+	js, store := c.js, c.store
 
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()

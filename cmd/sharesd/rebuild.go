@@ -10,7 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/term"
 
 	"github.com/craftkit/sharesd/projector"
@@ -31,11 +34,12 @@ func runRebuild(ctx context.Context, env *environment, args []string) error {
 		return fmt.Errorf("-render: got %q, want a render id (a UUID)", *render)
 	}
 	logger := newLogger(cfg, env.stderr)
-	proj, closeAll, err := newProjector(cfg, logger)
+	c, err := connect(cfg, logger)
 	if err != nil {
 		return err
 	}
-	defer closeAll()
+	defer c.Close()
+	proj := newProjector(c, cfg, logger)
 
 	show := newProgress(env.stderr, logger)
 	start := time.Now()
@@ -59,22 +63,37 @@ func runRebuild(ctx context.Context, env *environment, args []string) error {
 	return nil
 }
 
-// newProjector connects to NATS and Redis for a one-off projector (rebuild,
-// verify) and returns it with a function that closes the connections.
-func newProjector(cfg Config, logger *slog.Logger) (*projector.Projector, func(), error) {
+// clients are the connections of a one-off command (rebuild, verify,
+// status): NATS that fails at once when down, and the projector's Redis.
+type clients struct {
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	rdb   *redis.Client
+	store *readmodel.Store
+}
+
+func connect(cfg Config, logger *slog.Logger) (*clients, error) {
 	nc, js, err := connectNATS(cfg.NATSURL, logger, false)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	rdb, err := redisClient(cfg.RedisURL, false)
 	if err != nil {
 		nc.Close()
-		return nil, nil, err
+		return nil, err
 	}
-	store := readmodel.New(rdb, cfg.DedupeHorizon)
-	proj := projector.New(js, store, logger.With("component", "rebuild"), projector.NewMetrics(prometheus.NewRegistry()),
+	return &clients{nc: nc, js: js, rdb: rdb, store: readmodel.New(rdb, cfg.DedupeHorizon)}, nil
+}
+
+func (c *clients) Close() {
+	c.rdb.Close()
+	c.nc.Close()
+}
+
+// newProjector returns a one-off projector (rebuild) on c.
+func newProjector(c *clients, cfg Config, logger *slog.Logger) *projector.Projector {
+	return projector.New(c.js, c.store, logger.With("component", "rebuild"), projector.NewMetrics(prometheus.NewRegistry()),
 		projector.Config{BatchSize: cfg.BatchSize})
-	return proj, func() { rdb.Close(); nc.Close() }, nil
 }
 
 // progress shows a rebuild's advance: a bar on a terminal, else a log line
@@ -172,18 +191,12 @@ func runVerify(ctx context.Context, env *environment, args []string) error {
 	if *renders < 0 {
 		return fmt.Errorf("-renders: got %d, want 0 (all) or more", *renders)
 	}
-	logger := newLogger(cfg, env.stderr)
-	nc, js, err := connectNATS(cfg.NATSURL, logger, false)
+	c, err := connect(cfg, newLogger(cfg, env.stderr))
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	rdb, err := redisClient(cfg.RedisURL, false)
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	rep, err := projector.Verify(ctx, js, readmodel.New(rdb, cfg.DedupeHorizon), projector.VerifyOptions{
+	defer c.Close()
+	rep, err := projector.Verify(ctx, c.js, c.store, projector.VerifyOptions{
 		RenderID: strings.ToLower(*render), Sample: *renders, DefaultBase: cfg.ShareBase, Horizon: cfg.DedupeHorizon,
 	})
 	if err != nil {
