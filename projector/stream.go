@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -112,8 +111,7 @@ func CheckStartup(ctx context.Context, logger *slog.Logger, js jetstream.JetStre
 }
 
 // SafeEvictionPolicy reports whether a Redis maxmemory-policy can never
-// evict read-model keys. No read-model key has a TTL, so the volatile-*
-// policies (which evict only keys with one) are safe too; allkeys-* are not.
-func SafeEvictionPolicy(p string) bool {
-	return p == "noeviction" || strings.HasPrefix(p, "volatile-")
-}
+// evict read-model keys. Only noeviction is: the dedupe sets carry a TTL (so
+// quiet renders do not keep them forever), and a volatile-* policy could
+// evict one early and let a republished event count twice.
+func SafeEvictionPolicy(p string) bool { return p == "noeviction" }

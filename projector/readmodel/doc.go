@@ -20,7 +20,9 @@
 //	sharesd:G:{R}:revoked  hash    shareId -> first revocation (revokedAt, reason)
 //	sharesd:G:{R}:seen     zset    16-byte SHA-256 prefix of each event id, scored
 //	                               by its stream time in ms; entries older than the
-//	                               dedupe horizon are trimmed on every write
+//	                               dedupe horizon are trimmed on every write, and
+//	                               the key expires horizon + 1h after its last
+//	                               write (the only read-model keys with a TTL)
 //	sharesd:G:{p:P}:project hash   base (share base URL), seq, ver
 //	sharesd:G:{p:P}:seen   zset    as above, for project events
 //	sharesd:G:{keys}:byhash hash   SHA-256 of an API key -> "revoked:env:project:keyId"

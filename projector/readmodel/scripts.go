@@ -5,7 +5,9 @@ import "github.com/redis/go-redis/v9"
 // Every write script is guarded by the entity's last applied stream
 // sequence, so running one twice (a go-redis retry after a network error, a
 // redelivery after a crash, a replay) changes nothing the second time. A
-// redelivered event of another project answers StaleMismatch rather than
+// A seen set is trimmed by stream time on every write and expires an hour
+// past the horizon after its last write, so a render that goes quiet does
+// not keep its digests forever. A redelivered event of another project answers StaleMismatch rather than
 // Stale, so its dead letter is not lost when the first copy never made it.
 // Script replies are outcomes (see Outcome).
 
@@ -28,6 +30,7 @@ if cur[3] then return 4 end
 local now = tonumber(ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. (now - tonumber(ARGV[6])))
 if redis.call('ZADD', KEYS[6], 'NX', now, ARGV[4]) == 0 then return 2 end
+redis.call('PEXPIRE', KEYS[6], tonumber(ARGV[6]) + 3600000)
 local t = ARGV[2]
 local changed = false
 if t == 'share.viewed' then
@@ -65,6 +68,7 @@ redis.call('HSET', KEYS[1], 'seq', ARGV[1])
 local now = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (now - tonumber(ARGV[4])))
 if redis.call('ZADD', KEYS[2], 'NX', now, ARGV[2]) == 0 then return 2 end
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]) + 3600000)
 if ARGV[5] == '1' then
   redis.call('HSET', KEYS[1], 'base', ARGV[6], 'ver', ARGV[1])
 else

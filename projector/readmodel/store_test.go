@@ -503,3 +503,32 @@ func TestApplyStaleMismatch(t *testing.T) {
 		t.Fatalf("redelivery of the render's own event: %v, want %v", out[0], Stale)
 	}
 }
+
+// TestSeenSetsExpire checks that the dedupe sets, and only they, carry a
+// TTL of the horizon plus an hour, so a render or project that goes quiet
+// does not keep its digests forever.
+func TestSeenSetsExpire(t *testing.T) {
+	t.Parallel()
+	const horizon = 2 * time.Hour
+	f := newFixture(t, horizon)
+	f.apply(renderCreated(projectA, renderA), shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
+		shareViewed(projectA, renderA, "s1"), projectUpdated(projectA, "https://share.example.com"))
+	ctx := context.Background()
+	keys := renderKeysOf(f.gen, renderA)
+	seen := []string{keys[kSeen], projectKeys(f.gen, projectA)[1]}
+	for _, k := range seen {
+		ttl, err := f.rdb.PTTL(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := horizon + time.Hour; ttl <= want-time.Minute || ttl > want {
+			t.Errorf("PTTL %s = %v, want about %v", k, ttl, want)
+		}
+	}
+	for _, k := range append(keys[:kSeen:kSeen], projectKeys(f.gen, projectA)[0]) {
+		// -1: no TTL; -2: no such key (nothing revoked here).
+		if ttl, err := f.rdb.PTTL(ctx, k).Result(); err != nil || ttl >= 0 {
+			t.Errorf("PTTL %s = %v (%v), want none: only dedupe sets expire", k, ttl, err)
+		}
+	}
+}
