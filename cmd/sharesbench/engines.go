@@ -2,13 +2,10 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"runtime"
 	"strconv"
 	"strings"
@@ -20,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/craftkit/sharesd/cmd/internal/local"
 	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/projector"
 )
@@ -27,19 +25,7 @@ import (
 // startNATS runs an embedded NATS server with JetStream on a random
 // loopback port, storing the stream under dir.
 func startNATS(dir string) (*server.Server, error) {
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir,
-		NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("embedded nats: %w", err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		return nil, errors.New("embedded nats: not ready after 10s")
-	}
-	return ns, nil
+	return local.NATS("127.0.0.1", server.RANDOM_PORT, dir)
 }
 
 // connectNATS connects and returns a JetStream handle that allows many
@@ -74,54 +60,13 @@ func emptyStream(ctx context.Context, js jetstream.JetStream) error {
 	return nil
 }
 
-// redisServer is a redis-server child process without persistence.
-type redisServer struct {
-	URL string
-	cmd *exec.Cmd
-	out bytes.Buffer
-}
-
-// startRedis runs redis-server on a free loopback port with --save ""
-// --appendonly no, and waits until it answers PING.
-func startRedis(dir string) (*redisServer, error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
+// startRedis runs redis-server on a free loopback port (local.StartRedis).
+func startRedis(dir string) (*local.Redis, error) {
+	r, err := local.StartRedis(dir)
+	if errors.Is(err, local.ErrNoRedis) {
 		return nil, errors.New("redis-server not found on PATH: install it (apt-get install -y redis-server, or make deps) or pass -redis-url")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	_ = l.Close()
-	s := &redisServer{URL: "redis://127.0.0.1:" + port}
-	s.cmd = exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", dir, "--maxmemory-policy", "noeviction")
-	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("redis-server: %w", err)
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port, MaxRetries: -1})
-	defer rdb.Close()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := rdb.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return s, nil
-		}
-		if time.Now().After(deadline) {
-			s.Stop()
-			return nil, fmt.Errorf("redis-server on port %s: not answering after 10s: %v\n%s", port, err, s.out.String())
-		}
-		time.Sleep(20 * time.Millisecond) // polling a child process that is starting
-	}
-}
-
-// Stop kills the child and waits for it.
-func (s *redisServer) Stop() {
-	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
+	return r, err
 }
 
 // redisClient makes a client with the options sharesd's serve.go uses for

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,16 +8,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/redis/go-redis/v9"
+
+	"github.com/craftkit/sharesd/cmd/internal/local"
 )
 
 // runDev runs the whole stack in one process: an embedded NATS server with
@@ -69,25 +66,14 @@ func startNATS(listen, storeDir string) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-nats-listen / NATS_LISTEN: port %q: %w", portStr, err)
 	}
-	ns, err := server.NewServer(&server.Options{
-		Host: host, Port: port, JetStream: true, StoreDir: storeDir, NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("embedded nats: %w", err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		return nil, errors.New("embedded nats: not ready after 10s")
-	}
-	return ns, nil
+	return local.NATS(host, port, storeDir)
 }
 
 // startRedis starts redis-server on a free loopback port without
 // persistence, or an in-process Redis when redis-server is not installed.
 func startRedis(dir string, logger *slog.Logger) (string, func(), error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
+	r, err := local.StartRedis(dir)
+	if errors.Is(err, local.ErrNoRedis) {
 		mr := miniredis.NewMiniRedis()
 		if err := mr.Start(); err != nil {
 			return "", nil, fmt.Errorf("in-process redis: %w", err)
@@ -95,36 +81,10 @@ func startRedis(dir string, logger *slog.Logger) (string, func(), error) {
 		logger.Warn("redis-server not found: using an in-process Redis (install redis-server for the real thing)")
 		return "redis://" + mr.Addr(), mr.Close, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", nil, err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
 	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", dir, "--maxmemory-policy", "noeviction")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return "", nil, fmt.Errorf("redis-server: %w", err)
-	}
-	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
-	url := "redis://127.0.0.1:" + port
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port})
-	defer rdb.Close()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		if rdb.Ping(context.Background()).Err() == nil {
-			return url, stop, nil
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", nil, fmt.Errorf("redis-server did not answer within 10s: %s", strings.TrimSpace(out.String()))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return r.URL, r.Stop, nil
 }
 
 // announceDemo seeds the demo project once the stack is up, waits until
