@@ -42,14 +42,12 @@ func (s *server) authenticate(next http.Handler) http.Handler {
 			writeError(w, codeUnauthorized, unauthorizedMessage)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, projectKey, key.ProjectID)))
+		infoFrom(ctx).project = key.ProjectID
+		next.ServeHTTP(w, r)
 	})
 }
 
-func projectFrom(ctx context.Context) string {
-	p, _ := ctx.Value(projectKey).(string)
-	return p
-}
+func projectFrom(ctx context.Context) string { return infoFrom(ctx).project }
 
 // bearer extracts the credentials of a Bearer authorization header; the
 // scheme is case-insensitive (RFC 9110).

@@ -11,13 +11,23 @@ import (
 	"github.com/gorilla/mux"
 )
 
-type ctxKey int
+type ctxKey struct{}
 
-const (
-	requestIDKey ctxKey = iota
-	projectKey
-	routeKey
-)
+// reqInfo is what the middleware learns of a request, put in its context
+// once (one copy of the request, not one per middleware) and filled in as
+// the request goes down: its id, its route's name, the key's project.
+type reqInfo struct {
+	id      string
+	route   string
+	project string
+}
+
+func infoFrom(ctx context.Context) *reqInfo {
+	if i, ok := ctx.Value(ctxKey{}).(*reqInfo); ok {
+		return i
+	}
+	return &reqInfo{}
+}
 
 // withRequestID gives each request an id, taken from a sane X-Request-Id
 // header or made up, echoed in the response and put on every log line.
@@ -30,7 +40,7 @@ func withRequestID(next http.Handler) http.Handler {
 			id = hex.EncodeToString(b[:])
 		}
 		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, &reqInfo{id: id})))
 	})
 }
 
@@ -46,10 +56,7 @@ func saneID(s string) bool {
 	return true
 }
 
-func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
-}
+func requestID(ctx context.Context) string { return infoFrom(ctx).id }
 
 // statusWriter remembers the status a handler wrote.
 type statusWriter struct {
@@ -77,24 +84,27 @@ func withLogging(logger *slog.Logger, observe func(string, int, time.Duration), 
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
-		route := new(string)
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), routeKey, route)))
+		info := infoFrom(r.Context())
+		next.ServeHTTP(sw, r)
 		d := time.Since(start)
-		if *route == "" {
-			*route = "unmatched"
+		route := info.route
+		if route == "" {
+			route = "unmatched"
 		}
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
 		if observe != nil {
-			observe(*route, sw.status, d)
+			observe(route, sw.status, d)
 		}
 		level := slog.LevelDebug
 		if sw.status >= 500 {
 			level = slog.LevelWarn
 		}
-		logger.Log(r.Context(), level, "request", "request_id", requestID(r.Context()), "method", r.Method,
-			"route", *route, "status", sw.status, "duration_ms", float64(d.Microseconds())/1000)
+		if logger.Enabled(r.Context(), level) {
+			logger.Log(r.Context(), level, "request", "request_id", info.id, "method", r.Method,
+				"route", route, "status", sw.status, "duration_ms", float64(d.Microseconds())/1000)
+		}
 	})
 }
 
@@ -102,10 +112,8 @@ func withLogging(logger *slog.Logger, observe func(string, int, time.Duration), 
 // label. It runs as router middleware, so only for matched routes.
 func nameRoute(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p, ok := r.Context().Value(routeKey).(*string); ok {
-			if cur := mux.CurrentRoute(r); cur != nil {
-				*p = cur.GetName()
-			}
+		if cur := mux.CurrentRoute(r); cur != nil {
+			infoFrom(r.Context()).route = cur.GetName()
 		}
 		next.ServeHTTP(w, r)
 	})

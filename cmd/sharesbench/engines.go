@@ -83,6 +83,7 @@ func redisClient(url string, forAPI bool, pool int) (*redis.Client, error) {
 		opt.WriteTimeout = 500 * time.Millisecond
 		opt.PoolTimeout = 500 * time.Millisecond
 		opt.MaxRetries = -1
+		opt.Protocol = 2
 	} else {
 		opt.DialTimeout = 2 * time.Second
 		opt.ReadTimeout = 5 * time.Second

@@ -243,6 +243,7 @@ func redisClient(url string, forAPI bool) (*redis.Client, error) {
 		opt.WriteTimeout = 400 * time.Millisecond
 		opt.PoolTimeout = 500 * time.Millisecond
 		opt.MaxRetries = -1 // no retries: answer 503 within the second
+		opt.Protocol = 2    // RESP2: no push-notification handling on the hot path
 	} else {
 		opt.DialTimeout = 2 * time.Second
 		opt.ReadTimeout = 5 * time.Second
