@@ -11,6 +11,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
 
@@ -29,11 +30,12 @@ func handleListShares(logger *slog.Logger, store Store, positions *Positions, cf
 	bodies := newBodyCache(cfg.BodyCacheBytes)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		id, ok := normalizeUUID(mux.Vars(r)["id"])
-		if !ok {
+		id := mux.Vars(r)["id"]
+		if !events.IsUUID(id) {
 			writeError(w, codeNotFound, "render not found")
 			return
 		}
+		id = strings.ToLower(id) // no copy when it is already lowercase
 		minSeq, err := parseMinSeq(r)
 		if err != nil {
 			writeError(w, codeBadRequest, err.Error())
@@ -152,26 +154,4 @@ func parseMinSeq(r *http.Request) (uint64, error) {
 		return 0, errors.New("minSeq: want a stream sequence (a non-negative integer), got " + strconv.Quote(v))
 	}
 	return n, nil
-}
-
-// normalizeUUID returns a canonical UUID in lowercase, or false.
-func normalizeUUID(s string) (string, bool) {
-	if len(s) != 36 {
-		return "", false
-	}
-	b := []byte(s)
-	for i, c := range b {
-		switch {
-		case i == 8 || i == 13 || i == 18 || i == 23:
-			if c != '-' {
-				return "", false
-			}
-		case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
-		case c >= 'A' && c <= 'F':
-			b[i] = c + ('a' - 'A')
-		default:
-			return "", false
-		}
-	}
-	return string(b), true
 }

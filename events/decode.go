@@ -116,7 +116,7 @@ func payload(t Type, d *fields) any {
 func checkSubject(subject string, ev Event) *DecodeError {
 	entity := ev.Entity()
 	tail, ok := strings.CutPrefix(subject, Subject(ev.Type, ""))
-	match := isUUID(tail) && strings.ToLower(tail) == entity
+	match := IsUUID(tail) && strings.ToLower(tail) == entity
 	if ev.Type == TypeAPIKeyCreated || ev.Type == TypeAPIKeyRevoked {
 		match = tail == entity
 	}

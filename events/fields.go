@@ -127,7 +127,7 @@ func (f *fields) parseTime(key string, nullable bool) *time.Time {
 // lowercase.
 func (f *fields) uuid(key string) string {
 	s, ok := f.text(key, false)
-	if ok && !isUUID(s) {
+	if ok && !IsUUID(s) {
 		f.fail(key, "got %s, want a UUID (8-4-4-4-12 hex digits)", quote(s))
 	}
 	return strings.ToLower(s)
@@ -241,8 +241,9 @@ func kind(raw []byte) string {
 	return "number"
 }
 
-// isUUID reports whether s is a UUID in canonical 8-4-4-4-12 form, any case.
-func isUUID(s string) bool {
+// IsUUID reports whether s is a UUID in canonical 8-4-4-4-12 form, any
+// case. Ids are stored lowercase: compare strings.ToLower(s).
+func IsUUID(s string) bool {
 	if len(s) != 36 {
 		return false
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/term"
 
+	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/projector"
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
@@ -30,7 +31,7 @@ func runRebuild(ctx context.Context, env *environment, args []string) error {
 	if err := parse(fs, errs, &cfg, args); err != nil {
 		return err
 	}
-	if *render != "" && !isUUID(*render) {
+	if *render != "" && !events.IsUUID(*render) {
 		return fmt.Errorf("-render: got %q, want a render id (a UUID)", *render)
 	}
 	logger := newLogger(cfg, env.stderr)
@@ -157,24 +158,6 @@ func (p *progress) finish() {
 	}
 }
 
-func isUUID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	for i, c := range s {
-		switch {
-		case i == 8 || i == 13 || i == 18 || i == 23:
-			if c != '-' {
-				return false
-			}
-		case c >= '0' && c <= '9', c >= 'a' && c <= 'f', c >= 'A' && c <= 'F':
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // runVerify recomputes renders from the stream and compares them with what
 // Redis serves. It prints each difference and fails when there is one.
 func runVerify(ctx context.Context, env *environment, args []string) error {
@@ -185,7 +168,7 @@ func runVerify(ctx context.Context, env *environment, args []string) error {
 	if err := parse(fs, errs, &cfg, args); err != nil {
 		return err
 	}
-	if *render != "" && !isUUID(*render) {
+	if *render != "" && !events.IsUUID(*render) {
 		return fmt.Errorf("-render: got %q, want a render id (a UUID)", *render)
 	}
 	if *renders < 0 {
