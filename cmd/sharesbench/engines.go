@@ -69,25 +69,12 @@ func startRedis(dir string) (*local.Redis, error) {
 	return r, err
 }
 
-// redisClient makes a client with the options sharesd's serve.go uses for
+// redisClient makes a client with sharesd's options (local.RedisOptions) for
 // the projector (forAPI false) or the API (short timeouts, no retries).
 func redisClient(url string, forAPI bool, pool int) (*redis.Client, error) {
-	opt, err := redis.ParseURL(url)
+	opt, err := local.RedisOptions(url, forAPI)
 	if err != nil {
 		return nil, fmt.Errorf("-redis-url: %w", err)
-	}
-	opt.ContextTimeoutEnabled = true
-	if forAPI {
-		opt.DialTimeout = 300 * time.Millisecond
-		opt.ReadTimeout = 500 * time.Millisecond
-		opt.WriteTimeout = 500 * time.Millisecond
-		opt.PoolTimeout = 500 * time.Millisecond
-		opt.MaxRetries = -1
-		opt.Protocol = 2
-	} else {
-		opt.DialTimeout = 2 * time.Second
-		opt.ReadTimeout = 5 * time.Second
-		opt.WriteTimeout = 5 * time.Second
 	}
 	if pool > 0 {
 		opt.PoolSize = pool

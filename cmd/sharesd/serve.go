@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/craftkit/sharesd/api"
+	"github.com/craftkit/sharesd/cmd/internal/local"
 	"github.com/craftkit/sharesd/projector"
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
@@ -229,25 +230,12 @@ func connectNATS(url string, logger *slog.Logger, background bool) (*nats.Conn, 
 	return nc, js, nil
 }
 
-// redisClient makes a client. The API's has short timeouts, so a dead Redis
-// is a fast 503; the projector's waits longer and retries.
+// redisClient makes a client with local.RedisOptions: the API's has short
+// timeouts, so a dead Redis is a fast 503; the projector's waits and retries.
 func redisClient(url string, forAPI bool) (*redis.Client, error) {
-	opt, err := redis.ParseURL(url)
+	opt, err := local.RedisOptions(url, forAPI)
 	if err != nil {
 		return nil, fmt.Errorf("-redis-url / REDIS_URL: %w", err)
-	}
-	opt.ContextTimeoutEnabled = true
-	if forAPI {
-		opt.DialTimeout = 300 * time.Millisecond
-		opt.ReadTimeout = 400 * time.Millisecond // a new connection may wait twice (handshake, then the command)
-		opt.WriteTimeout = 400 * time.Millisecond
-		opt.PoolTimeout = 500 * time.Millisecond
-		opt.MaxRetries = -1 // no retries: answer 503 within the second
-		opt.Protocol = 2    // RESP2: no push-notification handling on the hot path
-	} else {
-		opt.DialTimeout = 2 * time.Second
-		opt.ReadTimeout = 5 * time.Second
-		opt.WriteTimeout = 5 * time.Second
 	}
 	return redis.NewClient(opt), nil
 }

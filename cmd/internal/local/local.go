@@ -19,6 +19,31 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// RedisOptions are the Redis client options of sharesd's two roles. The
+// API's has short timeouts and no retries, so a dead Redis is a 503 within a
+// second; the projector's waits longer (its batch deadline is one read
+// timeout) and lets go-redis retry. The benchmark uses the same.
+func RedisOptions(url string, forAPI bool) (*redis.Options, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	opt.ContextTimeoutEnabled = true
+	if forAPI {
+		opt.DialTimeout = 300 * time.Millisecond
+		opt.ReadTimeout = 400 * time.Millisecond // a new connection may wait twice (handshake, then the command)
+		opt.WriteTimeout = 400 * time.Millisecond
+		opt.PoolTimeout = 500 * time.Millisecond
+		opt.MaxRetries = -1 // no retries: answer 503 within the second
+		opt.Protocol = 2    // RESP2: no push-notification handling on the hot path
+	} else {
+		opt.DialTimeout = 2 * time.Second
+		opt.ReadTimeout = 5 * time.Second
+		opt.WriteTimeout = 5 * time.Second
+	}
+	return opt, nil
+}
+
 // NATS runs an embedded NATS server with JetStream on host:port (port -1
 // picks a free one), storing the stream under dir.
 func NATS(host string, port int, dir string) (*server.Server, error) {
