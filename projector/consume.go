@@ -212,7 +212,7 @@ func (p *Projector) atHead(ctx context.Context, cons jetstream.Consumer, filter 
 	}
 	head := s.CachedInfo().State.LastSeq
 	p.metrics.StreamHead.Set(float64(head))
-	p.setHead(head)
+	p.setHead(head, applied)
 	if head < applied {
 		// The stream was recreated or restored from an older copy under
 		// the run; its ordered consumer would wait, silently, for a

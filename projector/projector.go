@@ -58,13 +58,16 @@ type Projector struct {
 
 // Status is what the projector last did, for health checks and `status`.
 type Status struct {
-	Leader      bool      // holds the lease
-	Gen         string    // generation being written
-	Rebuilding  bool      // writing a generation that is not active yet
-	Applied     uint64    // position reached
-	Pending     uint64    // events left after the last batch
-	Head        uint64    // stream's last sequence, last seen
-	LastBatch   time.Time // when a batch was last applied
+	Leader     bool      // holds the lease
+	Gen        string    // generation being written
+	Rebuilding bool      // writing a generation that is not active yet
+	Applied    uint64    // position reached
+	Pending    uint64    // events left after the last batch
+	Head       uint64    // stream's last sequence, last seen
+	LastBatch  time.Time // when a batch was last applied
+	// Progress is when Applied last advanced or was last at Head: with Head
+	// beyond Applied and Progress old, the projector is stuck.
+	Progress    time.Time
 	LastError   string
 	LastErrorAt time.Time
 }
@@ -87,13 +90,21 @@ func (p *Projector) Status() Status {
 func (p *Projector) setApplied(gen string, applied, pending uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.status.Gen, p.status.Applied, p.status.Pending, p.status.LastBatch = gen, applied, pending, time.Now()
+	now := time.Now()
+	p.status.Gen, p.status.Applied, p.status.Pending, p.status.LastBatch = gen, applied, pending, now
+	p.status.Progress = now // a batch was applied: the position advanced
 }
 
-func (p *Projector) setHead(head uint64) {
+// setHead records the stream's head as a run sees it (at its start and each
+// idle second) together with the position the run has reached.
+func (p *Projector) setHead(head, applied uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.status.Head = head
+	s := &p.status
+	if applied > s.Applied || applied >= head || s.Progress.IsZero() {
+		s.Progress = time.Now()
+	}
+	s.Head, s.Applied = head, applied
 }
 
 func (p *Projector) update(f func(*Status)) {
