@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // Limits of payload fields, in characters.
@@ -20,16 +21,21 @@ const (
 
 // Decode checks one message of the contract, received on subject, and
 // returns the event it carries. Every rejection is a *DecodeError naming the
-// first problem found, in this order: size and JSON shape ("$"), the
-// envelope fields, data and its fields, and last the subject, which must be
-// the one the event's type and entity travel on. Unknown fields are ignored.
-// Decode never puts a key hash in an error.
+// first problem found, in this order: size and JSON shape ("$"), text that
+// is not valid as sent (invalid UTF-8 or a lone surrogate escape, in any
+// string, known or not: see checkText), the envelope fields, data and its
+// fields, and last the subject, which must be valid UTF-8 and the one the
+// event's type and entity travel on. Unknown fields are otherwise ignored.
+// Decode never puts a key hash, or the bytes of invalid text, in an error.
 func Decode(subject string, data []byte) (Event, error) {
 	if len(data) > MaxSize {
 		return Event{}, &DecodeError{Field: "$", Reason: fmt.Sprintf("got %d bytes, want at most %d", len(data), MaxSize)}
 	}
 	env, err := parseObject(data)
 	if err != nil {
+		return Event{}, err
+	}
+	if err := checkText(data); err != nil {
 		return Event{}, err
 	}
 	ev := Event{
@@ -61,12 +67,23 @@ func parseObject(data []byte) (*fields, *DecodeError) {
 	err := json.Unmarshal(data, &m)
 	var syntax *json.SyntaxError
 	switch {
+	case errors.As(err, &syntax) && invalidUTF8At(data, int(syntax.Offset)-1):
+		return nil, &DecodeError{Field: "$", Reason: fmt.Sprintf("not valid JSON: invalid UTF-8 outside a string (at byte %d)", syntax.Offset)}
 	case errors.As(err, &syntax):
 		return nil, &DecodeError{Field: "$", Reason: fmt.Sprintf("not valid JSON: %v (at byte %d)", syntax, syntax.Offset)}
 	case err != nil || m == nil:
 		return nil, &DecodeError{Field: "$", Reason: "got " + kind(data) + ", want object"}
 	}
 	return &fields{m: m}, nil
+}
+
+// invalidUTF8At reports whether data[i] starts no valid UTF-8 character.
+func invalidUTF8At(data []byte, i int) bool {
+	if i < 0 || i >= len(data) {
+		return false
+	}
+	r, size := utf8.DecodeRune(data[i:])
+	return r == utf8.RuneError && size == 1
 }
 
 // payload reads the data of an event of type t.
@@ -114,6 +131,9 @@ func payload(t Type, d *fields) any {
 // checkSubject reports whether subject is the one ev travels on. A UUID
 // entity may come in any case; a key id must match exactly.
 func checkSubject(subject string, ev Event) *DecodeError {
+	if !utf8.ValidString(subject) {
+		return &DecodeError{Field: "subject", Reason: "invalid UTF-8"}
+	}
 	entity := ev.Entity()
 	tail, ok := strings.CutPrefix(subject, Subject(ev.Type, ""))
 	match := IsUUID(tail) && strings.ToLower(tail) == entity

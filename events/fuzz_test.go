@@ -36,7 +36,13 @@ func FuzzDecode(f *testing.F) {
 			if de.Field == "" || de.Reason == "" {
 				t.Fatalf("Decode error %#v has an empty Field or Reason", de)
 			}
+			if !utf8.ValidString(de.Field) || !utf8.ValidString(de.Reason) {
+				t.Fatalf("Decode error %q is not valid UTF-8", de)
+			}
 			return
+		}
+		if !utf8.Valid(data) || !utf8.ValidString(subject) {
+			t.Fatalf("Decode accepted invalid UTF-8: %s", dump(ev))
 		}
 		checkEvent(t, subject, ev)
 		checkRoundTrip(t, ev)
