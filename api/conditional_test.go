@@ -143,6 +143,7 @@ func TestIfNoneMatchForms(t *testing.T) {
 	if otherTag == tag {
 		t.Fatalf("servers with different default share bases give the same ETag %s", tag)
 	}
+	stale := mutateVersion(t, tag)
 	tests := []struct {
 		name, header string
 		status       int
@@ -150,6 +151,12 @@ func TestIfNoneMatchForms(t *testing.T) {
 		{"our tag", tag, 304},
 		{"the weak form of our tag", "W/" + tag, 304},
 		{"our tag in a list", `"abc", ` + tag + `, "def"`, 304},
+		{"a stale tag of ours, then ours", stale + ", " + tag, 304},
+		{"ours, then a stale one", tag + ", " + stale, 304},
+		{"ours after malformed and stale weak tags, no spaces", `"x",garbage,W/` + stale + `,W/` + tag, 304},
+		{"ours after a malformed one, with spaces", stale + " ,  garbage , W/" + tag + "  ", 304},
+		{"only stale, foreign and malformed tags", stale + ", " + otherTag + `, "abc", W/"1.2"`, 200},
+		{"our tag unquoted (malformed)", strings.Trim(tag, `"`), 200},
 		{"star", "*", 304},
 		{"a garbage tag", `"garbage"`, 200},
 		{"an unquoted garbage value", `garbage`, 200},

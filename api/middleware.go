@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -130,4 +131,39 @@ func noBody(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// onlyCleanPaths answers 404 to a path that is not in its clean form (an
+// empty, "." or ".." segment) or that encodes a separator or a dot (%2F,
+// %5C, %2E), so that no such path reaches a route, is redirected, or is
+// read one way here and another way by a proxy.
+func onlyCleanPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !cleanPath(r.URL.EscapedPath()) {
+			writeError(w, codeNotFound, "no such route")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func cleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	for seg := range strings.SplitSeq(p[1:], "/") {
+		if seg == "." || seg == ".." || seg == "" && len(p) > 1 {
+			return false
+		}
+	}
+	for i := 0; i+2 < len(p); i++ {
+		if p[i] != '%' {
+			continue
+		}
+		switch p[i+1 : i+3] {
+		case "2f", "2F", "5c", "5C", "2e", "2E":
+			return false
+		}
+	}
+	return true
 }

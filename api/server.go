@@ -78,9 +78,11 @@ func NewServer(logger *slog.Logger, store Store, positions *Positions, cfg Confi
 	cfg.defaults()
 	s := &server{logger: logger, store: store, positions: positions, cfg: cfg,
 		keys: newKeyCache(store, cfg.KeyCacheTTL, cfg.KeyCacheSize)}
-	r := mux.NewRouter()
+	// Paths are matched as sent: mux neither cleans them (with a 301) nor
+	// decodes %2F into a separator; onlyCleanPaths refuses the unclean.
+	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
 	addRoutes(r, s)
 	r.Use(nameRoute)
 	// Wrapped from the outside: router.Use would skip 404 and 405.
-	return withRequestID(withLogging(logger, cfg.Observe, noBody(r)))
+	return withRequestID(withLogging(logger, cfg.Observe, onlyCleanPaths(noBody(r))))
 }

@@ -41,7 +41,8 @@ func handleListShares(logger *slog.Logger, store Store, positions *Positions, cf
 			writeError(w, codeBadRequest, err.Error())
 			return
 		}
-		client, star := parseIfNoneMatch(r.Header.Get("If-None-Match"), tag)
+		inm := r.Header.Get("If-None-Match")
+		client, star := parseIfNoneMatch(inm, tag)
 		project := projectFrom(ctx)
 		key := project + "/" + id
 		// Ask Redis whether what the client has, or else what was last
@@ -72,7 +73,7 @@ func handleListShares(logger *slog.Logger, store Store, positions *Positions, cf
 		h.Set("X-Projection-Seq", strconv.FormatUint(list.Seq, 10))
 		h.Set("Cache-Control", "private, no-cache")
 		h.Set("Vary", "Authorization")
-		if star || client != nil && client.Ver == current.Ver && client.ProjectVer == current.ProjectVer {
+		if star || client != nil && anyTagIs(inm, tag, current) {
 			w.WriteHeader(http.StatusNotModified)
 			return
 		}
@@ -116,8 +117,9 @@ func etag(ver, projectVer uint64, tag string) string {
 	return `"` + strconv.FormatUint(ver, 10) + "." + strconv.FormatUint(projectVer, 10) + "." + tag + `"`
 }
 
-// parseIfNoneMatch finds, in an If-None-Match header, an ETag of ours made
-// with this configuration, and reports whether it is "*".
+// parseIfNoneMatch finds, among the entity tags of an If-None-Match header,
+// the newest ETag of ours made with this configuration (the one most likely
+// current, which Redis is asked to confirm), and reports whether it is "*".
 func parseIfNoneMatch(h, tag string) (*readmodel.Versions, bool) {
 	if h == "" {
 		return nil, false
@@ -125,20 +127,46 @@ func parseIfNoneMatch(h, tag string) (*readmodel.Versions, bool) {
 	if strings.TrimSpace(h) == "*" {
 		return &readmodel.Versions{Any: true}, true
 	}
-	for _, t := range strings.Split(h, ",") {
-		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
-		t = strings.Trim(t, `"`)
-		parts := strings.Split(t, ".")
-		if len(parts) != 3 || parts[2] != tag {
-			continue
-		}
-		ver, err1 := strconv.ParseUint(parts[0], 10, 64)
-		pver, err2 := strconv.ParseUint(parts[1], 10, 64)
-		if err1 == nil && err2 == nil {
-			return &readmodel.Versions{Ver: ver, ProjectVer: pver}, false
+	var newest *readmodel.Versions
+	for rest := h; rest != ""; {
+		var t string
+		t, rest, _ = strings.Cut(rest, ",")
+		if v, ok := parseETag(t, tag); ok && (newest == nil || v.Ver > newest.Ver ||
+			v.Ver == newest.Ver && v.ProjectVer > newest.ProjectVer) {
+			newest = &v
 		}
 	}
-	return nil, false
+	return newest, false
+}
+
+// anyTagIs reports whether any entity tag of an If-None-Match header, weak
+// or strong, is our ETag of v.
+func anyTagIs(h, tag string, v readmodel.Versions) bool {
+	for rest := h; rest != ""; {
+		var t string
+		t, rest, _ = strings.Cut(rest, ",")
+		if got, ok := parseETag(t, tag); ok && got.Ver == v.Ver && got.ProjectVer == v.ProjectVer {
+			return true
+		}
+	}
+	return false
+}
+
+// parseETag reads one entity tag, [W/]"ver.projectVer.tag", made by etag
+// with this configuration's tag; anything else is not ours.
+func parseETag(t, tag string) (readmodel.Versions, bool) {
+	t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+	if len(t) < 2 || t[0] != '"' || t[len(t)-1] != '"' {
+		return readmodel.Versions{}, false
+	}
+	ver, rest, ok1 := strings.Cut(t[1:len(t)-1], ".")
+	pver, got, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || got != tag {
+		return readmodel.Versions{}, false
+	}
+	v, err1 := strconv.ParseUint(ver, 10, 64)
+	pv, err2 := strconv.ParseUint(pver, 10, 64)
+	return readmodel.Versions{Ver: v, ProjectVer: pv}, err1 == nil && err2 == nil
 }
 
 func parseMinSeq(r *http.Request) (uint64, error) {
