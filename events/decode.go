@@ -23,7 +23,7 @@ const (
 // returns the event it carries. Every rejection is a *DecodeError naming the
 // first problem found, in this order: size and JSON shape ("$"), text that
 // is not valid as sent (invalid UTF-8 or a lone surrogate escape, in any
-// string, known or not: see checkText), the envelope fields, data and its
+// string, known or not: see scan), the envelope fields, data and its
 // fields, and last the subject, which must be valid UTF-8 and the one the
 // event's type and entity travel on. Unknown fields are otherwise ignored.
 // Decode never puts a key hash, or the bytes of invalid text, in an error.
@@ -33,9 +33,6 @@ func Decode(subject string, data []byte) (Event, error) {
 	}
 	env, err := parseObject(data)
 	if err != nil {
-		return Event{}, err
-	}
-	if err := checkText(data); err != nil {
 		return Event{}, err
 	}
 	ev := Event{
@@ -61,20 +58,28 @@ func Decode(subject string, data []byte) (Event, error) {
 	return ev, nil
 }
 
-// parseObject reads a whole message, which must be one JSON object.
+// parseObject reads a whole message, which must be one JSON object, in one
+// pass. When it is not valid JSON, encoding/json says why.
 func parseObject(data []byte) (*fields, *DecodeError) {
-	var m map[string]json.RawMessage
-	err := json.Unmarshal(data, &m)
-	var syntax *json.SyntaxError
-	switch {
-	case errors.As(err, &syntax) && invalidUTF8At(data, int(syntax.Offset)-1):
-		return nil, &DecodeError{Field: "$", Reason: fmt.Sprintf("not valid JSON: invalid UTF-8 outside a string (at byte %d)", syntax.Offset)}
-	case errors.As(err, &syntax):
-		return nil, &DecodeError{Field: "$", Reason: fmt.Sprintf("not valid JSON: %v (at byte %d)", syntax, syntax.Offset)}
-	case err != nil || m == nil:
+	env, valid, bad := scan(data)
+	if !valid {
+		err := json.Unmarshal(data, new(struct{}))
+		var syntax *json.SyntaxError
+		switch {
+		case errors.As(err, &syntax) && invalidUTF8At(data, int(syntax.Offset)-1):
+			return nil, &DecodeError{Field: "$", Reason: fmt.Sprintf("not valid JSON: invalid UTF-8 outside a string (at byte %d)", syntax.Offset)}
+		case errors.As(err, &syntax):
+			return nil, &DecodeError{Field: "$", Reason: fmt.Sprintf("not valid JSON: %v (at byte %d)", syntax, syntax.Offset)}
+		}
+		return nil, &DecodeError{Field: "$", Reason: "not valid JSON"} // scan and encoding/json disagree
+	}
+	if env == nil {
 		return nil, &DecodeError{Field: "$", Reason: "got " + kind(data) + ", want object"}
 	}
-	return &fields{m: m}, nil
+	if bad != nil {
+		return nil, bad
+	}
+	return &fields{members: env}, nil
 }
 
 // invalidUTF8At reports whether data[i] starts no valid UTF-8 character.

@@ -2,7 +2,6 @@ package events
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -19,9 +18,9 @@ const maxEcho = 40
 // fields reads the members of one JSON object. It keeps the first problem
 // it finds in err; after that, every read returns a zero value.
 type fields struct {
-	path string // JSON path of the object: "" for the envelope, "data"
-	m    map[string]json.RawMessage
-	err  *DecodeError
+	path    string // JSON path of the object: "" for the envelope, "data"
+	members []member
+	err     *DecodeError
 }
 
 // name is the JSON path of member key.
@@ -39,31 +38,29 @@ func (f *fields) fail(key, format string, args ...any) {
 	}
 }
 
-// value returns member key and its JSON kind, or a nil value and "" if it
-// is missing or a problem was found before.
-func (f *fields) value(key string) (json.RawMessage, string) {
+// value returns member key, the last of that name as encoding/json would,
+// and its JSON kind, or nil and "" if it is missing or a problem was found
+// before.
+func (f *fields) value(key string) (*member, string) {
 	if f.err != nil {
 		return nil, ""
 	}
-	raw, ok := f.m[key]
-	if !ok {
-		f.fail(key, "missing")
-		return nil, ""
+	for i := len(f.members) - 1; i >= 0; i-- {
+		if m := &f.members[i]; string(m.name) == key {
+			return m, kind(m.raw)
+		}
 	}
-	return raw, kind(raw)
+	f.fail(key, "missing")
+	return nil, ""
 }
 
 // text reads string member key. ok is false if the member is null (allowed
 // only when nullable) or on a problem.
 func (f *fields) text(key string, nullable bool) (s string, ok bool) {
-	raw, k := f.value(key)
+	m, k := f.value(key)
 	switch {
 	case k == "string":
-		if err := json.Unmarshal(raw, &s); err != nil {
-			f.fail(key, "%v", err)
-			return "", false
-		}
-		return s, true
+		return string(unquote(m.raw)), true
 	case k == "null" && nullable:
 	case k != "" && nullable:
 		f.fail(key, "got %s, want string or null", k)
@@ -152,15 +149,12 @@ func (f *fields) eventType() Type {
 }
 
 // object reads an object member, whose own members the returned fields
-// read.
+// read. scan collected them: it descends into the envelope's data only.
 func (f *fields) object(key string) *fields {
 	obj := &fields{path: f.name(key)}
-	raw, k := f.value(key)
-	switch {
+	switch m, k := f.value(key); {
 	case k == "object":
-		if err := json.Unmarshal(raw, &obj.m); err != nil {
-			f.fail(key, "%v", err)
-		}
+		obj.members = m.sub
 	case k != "":
 		f.fail(key, "got %s, want object", k)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -28,6 +29,7 @@ func FuzzDecode(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, subject string, data []byte) {
 		ev, err := Decode(subject, data)
+		checkSyntax(t, data, err)
 		if err != nil {
 			var de *DecodeError
 			if !errors.As(err, &de) {
@@ -39,14 +41,65 @@ func FuzzDecode(f *testing.F) {
 			if !utf8.ValidString(de.Field) || !utf8.ValidString(de.Reason) {
 				t.Fatalf("Decode error %q is not valid UTF-8", de)
 			}
+			if len(de.Field) > len("data.")+maxEcho {
+				t.Fatalf("Decode error Field %q is too long", de.Field)
+			}
 			return
 		}
 		if !utf8.Valid(data) || !utf8.ValidString(subject) {
 			t.Fatalf("Decode accepted invalid UTF-8: %s", dump(ev))
 		}
 		checkEvent(t, subject, ev)
+		checkEnvelope(t, data, ev)
 		checkRoundTrip(t, ev)
 	})
+}
+
+// checkSyntax checks that Decode's own JSON scan agrees with encoding/json:
+// a message of at most MaxSize bytes is refused as not valid JSON if and
+// only if json.Valid refuses it, and for the same reason.
+func checkSyntax(t *testing.T, data []byte, err error) {
+	t.Helper()
+	if len(data) > MaxSize {
+		return
+	}
+	var de *DecodeError
+	invalid := errors.As(err, &de) && de.Field == "$" && strings.HasPrefix(de.Reason, "not valid JSON")
+	if valid := json.Valid(data); invalid == valid {
+		t.Fatalf("json.Valid = %t, Decode error = %v", valid, err)
+	}
+	if !invalid {
+		return
+	}
+	var syntax *json.SyntaxError
+	if !errors.As(json.Unmarshal(data, new(struct{})), &syntax) {
+		t.Fatalf("encoding/json gives no syntax error, Decode error = %v", err)
+	}
+	if at := fmt.Sprintf("(at byte %d)", syntax.Offset); !strings.HasSuffix(de.Reason, at) {
+		t.Fatalf("Decode error = %v, want it %s", err, at)
+	}
+}
+
+// checkEnvelope checks the envelope of an accepted event against
+// encoding/json's reading of data: same members, the last of a name wins.
+func checkEnvelope(t *testing.T, data []byte, ev Event) {
+	t.Helper()
+	var env map[string]json.RawMessage
+	if err := json.Unmarshal(data, &env); err != nil {
+		t.Fatalf("encoding/json: %v", err)
+	}
+	var id, typ, project string
+	for _, m := range []struct {
+		key string
+		v   *string
+	}{{"id", &id}, {"type", &typ}, {"projectId", &project}} {
+		if err := json.Unmarshal(env[m.key], m.v); err != nil {
+			t.Fatalf("encoding/json %s: %v", m.key, err)
+		}
+	}
+	if ev.ID != id || string(ev.Type) != typ || ev.ProjectID != strings.ToLower(project) {
+		t.Fatalf("Decode read id %q, type %q, projectId %q; encoding/json %q, %q, %q", ev.ID, ev.Type, ev.ProjectID, id, typ, project)
+	}
 }
 
 var (

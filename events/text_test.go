@@ -61,6 +61,8 @@ func TestDecodeRefusesInvalidText(t *testing.T) {
 	add("name deep in an unknown member", TypeRenderCreated, `"id"`, "\"x\":{\"\xff\":1},\"id\"", "x")
 	add("unknown member of data", TypeShareViewed, `"shareId"`, "\"extra\":{\"a\":\"\xff\"},\"shareId\"", "data.extra")
 	add("unknown member with an escaped name", TypeShareViewed, `"shareId"`, "\"e\\u0078tra\":\"\xff\",\"shareId\"", "data.extra")
+	add("unknown member after data ending in null", TypeRenderCreated, `"data":{}`, "\"data\":{\"x\":null},\"y\":\"\xff\"", "y")
+	add("unknown member after one ending in a number", TypeRenderCreated, `"id"`, "\"x\":{\"a\":1},\"y\":[\"\xff\"],\"id\"", "y")
 	add("unknown member named subject", TypeRenderCreated, `"id"`, "\"subject\":\"\xff\",\"id\"", "$")
 	add("unknown member named by a key hash", TypeRenderCreated, `"id"`, `"`+testHash+"\":\"\xff\",\"id\"", "$")
 	add("unknown member of data named by a key hash", TypeShareViewed, `"shareId"`, `"`+testHash+"\":\"\xff\",\"shareId\"", "data")
