@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/craftkit/sharesd/events"
@@ -77,6 +75,9 @@ func (p *Projector) applyBatch(ctx context.Context, r run, batch []delivered, ch
 			}
 		}
 	}
+	if err := p.markHandled(ctx, r, last.Sequence.Stream); err != nil {
+		return readmodel.Control{}, 0, err
+	}
 	p.metrics.BatchSeconds.Observe(time.Since(start).Seconds())
 	p.metrics.BatchSize.Observe(float64(len(batch)))
 	p.metrics.Position.Set(float64(last.Sequence.Stream))
@@ -100,63 +101,6 @@ func entityWord(t events.Type) string {
 
 // applyTimeout bounds one batch's write to Redis.
 const applyTimeout = 5 * time.Second
-
-// Headers of a dead letter.
-const (
-	HeaderReason  = "Sharesd-Reason"
-	HeaderCode    = "Sharesd-Reason-Code" // the metric label: malformed, unknown_type, bad_subject, invalid_field, project_mismatch
-	HeaderField   = "Sharesd-Field"
-	HeaderSubject = "Sharesd-Original-Subject"
-	HeaderStream  = "Sharesd-Original-Stream"
-	HeaderSeq     = "Sharesd-Original-Sequence"
-	HeaderMsgID   = "Sharesd-Original-Msg-Id"
-	HeaderTime    = "Sharesd-Original-Time"
-)
-
-// deadLetter copies a message that cannot be applied to the dead-letter
-// stream, with headers saying why and where it came from, logs it once and
-// counts it. Runs that replay history skip what an earlier run handled.
-func (p *Projector) deadLetter(ctx context.Context, r run, m jetstream.Msg, seq uint64, label, field, reason string) error {
-	if !r.live && seq <= r.deadLetterFrom {
-		return nil
-	}
-	out := nats.NewMsg(events.DeadLetterPre + m.Subject())
-	out.Data = m.Data()
-	for k, v := range m.Headers() {
-		if k == jetstream.MsgIDHeader {
-			k = HeaderMsgID
-		}
-		out.Header[k] = v
-	}
-	out.Header.Set(HeaderReason, reason)
-	out.Header.Set(HeaderCode, label)
-	out.Header.Set(HeaderField, field)
-	out.Header.Set(HeaderSubject, m.Subject())
-	out.Header.Set(HeaderStream, events.Stream)
-	out.Header.Set(HeaderSeq, strconv.FormatUint(seq, 10))
-	// The copy's id is its origin, the sequence and stream time of the
-	// original: publishing it twice stores it once, and the event at the
-	// same sequence of a recreated stream is not taken for a duplicate.
-	id := "sharesd-deadletter-" + strconv.FormatUint(seq, 10)
-	if md, err := m.Metadata(); err == nil {
-		out.Header.Set(HeaderTime, md.Timestamp.UTC().Format(time.RFC3339Nano))
-		id += "-" + strconv.FormatInt(md.Timestamp.UnixNano(), 10)
-	}
-	out.Header.Set(jetstream.MsgIDHeader, id)
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	ack, err := p.js.PublishMsg(pctx, out)
-	if err != nil {
-		p.metrics.NATSErrors.Inc()
-		return fmt.Errorf("dead-letter seq %d: %w", seq, err)
-	}
-	if ack.Duplicate {
-		return nil // a redelivery of one already dead-lettered: logged and counted then
-	}
-	p.metrics.DeadLettered.WithLabelValues(label).Inc()
-	p.logger.WarnContext(ctx, "event dead-lettered", "stream_seq", seq, "subject", m.Subject(), "field", field, "reason", reason)
-	return nil
-}
 
 // decodeLabel is a bounded metric label for a rejected event.
 func decodeLabel(field string) string {

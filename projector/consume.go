@@ -23,11 +23,11 @@ type run struct {
 	from   uint64   // every event at or below it is already applied
 	filter []string // subjects, nil for the whole stream
 
-	// live runs announce their position to waiting readers and dead-letter
-	// every bad event; other runs dead-letter only events beyond
-	// deadLetterFrom, which an earlier run has not already handled.
-	live           bool
-	deadLetterFrom uint64
+	// live runs announce their position to waiting readers.
+	live bool
+	// dead is what earlier runs dead-lettered, which this run skips (see
+	// deadletter_mark.go).
+	dead *deadLetters
 
 	// scratch runs (a single-render rebuild) keep no resume position.
 	scratch bool

@@ -24,7 +24,7 @@ func (p *Projector) build(ctx context.Context, ctl readmodel.Control, replace, w
 	if err != nil {
 		return err
 	}
-	info, err := p.streamInfo(ctx)
+	dead, err := p.loadDeadLetters(ctx, ctl)
 	if err != nil {
 		return err
 	}
@@ -33,7 +33,7 @@ func (p *Projector) build(ctx context.Context, ctl readmodel.Control, replace, w
 	p.metrics.Rebuilding.Set(1)
 	defer p.metrics.Rebuilding.Set(0)
 	return p.consume(ctx, run{
-		gen: gen, from: from, deadLetterFrom: handledBy(ctl, streamID(info)),
+		gen: gen, from: from, dead: dead,
 		check: func(c readmodel.Control) error {
 			if c.Active != replace || !c.Present() {
 				return errSwitch
@@ -57,12 +57,12 @@ func (p *Projector) takeover(ctx context.Context, ctl readmodel.Control) error {
 	gen, old := ctl.Handover, ctl.Active
 	target := ctl.Pos[old]
 	p.logger.Info("taking over a rebuilt generation", "gen", gen, "from_seq", ctl.Pos[gen]+1, "until_seq", target)
-	dlFrom, err := p.deadLetterFrom(ctx, ctl)
+	dead, err := p.loadDeadLetters(ctx, ctl)
 	if err != nil {
 		return err
 	}
 	return p.consume(ctx, run{
-		gen: gen, from: ctl.Pos[gen], deadLetterFrom: dlFrom,
+		gen: gen, from: ctl.Pos[gen], dead: dead,
 		check: func(c readmodel.Control) error {
 			if c.Active != old || c.Handover != gen {
 				return errSwitch
@@ -209,13 +209,4 @@ func handledBy(ctl readmodel.Control, id string) uint64 {
 		}
 	}
 	return m
-}
-
-// deadLetterFrom is handledBy for the stream as it is now.
-func (p *Projector) deadLetterFrom(ctx context.Context, ctl readmodel.Control) (uint64, error) {
-	info, err := p.streamInfo(ctx)
-	if err != nil {
-		return 0, err
-	}
-	return handledBy(ctl, streamID(info)), nil
 }

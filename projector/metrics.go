@@ -23,6 +23,10 @@ type Metrics struct {
 	Rebuilding     prometheus.Gauge
 	SelfHeals      prometheus.Counter
 	LastAppliedAge prometheus.Gauge
+
+	// DeadLetterFailed counts bad events the dead-letter stream refused
+	// even as a headers-only copy, by refusal (recorded and passed over).
+	DeadLetterFailed *prometheus.CounterVec
 }
 
 // NewMetrics creates the projector's metrics and registers them on reg.
@@ -35,6 +39,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DeadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sharesd_events_deadlettered_total",
 			Help: "Events copied to the dead-letter stream, by reason.",
+		}, []string{"reason"}),
+		DeadLetterFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sharesd_events_deadletter_failed_total",
+			Help: "Bad events the dead-letter stream refused even as a headers-only copy, recorded in the SHARESD_DEADLETTER bucket and passed over, by refusal (too_large, header, subject, stream_full, sealed, refused).",
 		}, []string{"reason"}),
 		Redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sharesd_redeliveries_total",
@@ -95,7 +103,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Unix time at which the projector last applied a batch.",
 		}),
 	}
-	reg.MustRegister(m.Applied, m.DeadLettered, m.Redeliveries, m.LagEvents, m.LagSeconds, m.Position,
+	reg.MustRegister(m.Applied, m.DeadLettered, m.DeadLetterFailed, m.Redeliveries, m.LagEvents, m.LagSeconds, m.Position,
 		m.StreamHead, m.BatchSeconds, m.BatchSize, m.RedisErrors, m.NATSErrors, m.RebuildDone,
 		m.RebuildTotal, m.Rebuilding, m.SelfHeals, m.LastAppliedAge)
 	return m

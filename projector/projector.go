@@ -228,10 +228,14 @@ func (p *Projector) step(ctx context.Context) error {
 			return err
 		}
 	}
+	dead, err := p.loadDeadLetters(ctx, ctl)
+	if err != nil {
+		return err
+	}
 	p.update(func(s *Status) { s.Rebuilding = false })
 	p.wasLive = gen
 	return p.consume(ctx, run{
-		gen: gen, from: pos, live: true,
+		gen: gen, from: pos, live: true, dead: dead,
 		check: func(c readmodel.Control) error {
 			switch {
 			// Not !c.Present(): the batch that met the empty Redis saved

@@ -71,13 +71,13 @@ func (p *Projector) Rebuild(ctx context.Context, fresh bool, progress func(Progr
 	if err != nil {
 		return "", err
 	}
-	dlFrom, err := p.deadLetterFrom(ctx, ctl)
+	dead, err := p.loadDeadLetters(ctx, ctl)
 	if err != nil {
 		return gen, err
 	}
 	prev := ctl.Active
 	err = p.consume(ctx, run{
-		gen: gen, from: from, deadLetterFrom: dlFrom,
+		gen: gen, from: from, dead: dead,
 		after: func(ctx context.Context, applied uint64, caughtUp bool) error {
 			progress(Progress{Gen: gen, Phase: "replaying", Done: applied, Total: max(applied, p.Status().Head)})
 			if caughtUp {
@@ -163,12 +163,12 @@ func (p *Projector) RebuildRender(ctx context.Context, renderID string, progress
 	if err := p.store.DropScratch(ctx, gen, renderID); err != nil {
 		return err
 	}
-	dlFrom, err := p.deadLetterFrom(ctx, ctl)
+	dead, err := p.loadDeadLetters(ctx, ctl)
 	if err != nil {
 		return err
 	}
 	err = p.consume(ctx, run{
-		gen: readmodel.ScratchGen(gen), scratch: true, filter: events.RenderSubjects(renderID), deadLetterFrom: dlFrom,
+		gen: readmodel.ScratchGen(gen), scratch: true, filter: events.RenderSubjects(renderID), dead: dead,
 		after: func(ctx context.Context, applied uint64, caughtUp bool) error {
 			progress(Progress{Gen: gen, Phase: "replaying", Done: applied})
 			if !caughtUp {

@@ -34,8 +34,25 @@ func DeadLetterConfig() jetstream.StreamConfig {
 	}
 }
 
-// EnsureStreams creates the event and dead-letter streams when they are
-// missing and uses them as they are when they exist.
+// DeadLetterBucket is the key-value bucket in which the projector keeps,
+// per incarnation of the CRAFTKIT stream, how far it has dead-lettered bad
+// events, and the bad events the dead-letter stream refused (see Failure).
+const DeadLetterBucket = "SHARESD_DEADLETTER"
+
+// DeadLetterBucketConfig is the DeadLetterBucket: file storage, one value
+// per key.
+func DeadLetterBucketConfig() jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket:      DeadLetterBucket,
+		Description: "sharesd: how far bad events were dead-lettered, and those the dead-letter stream refused",
+		History:     1,
+		Storage:     jetstream.FileStorage,
+	}
+}
+
+// EnsureStreams creates the event and dead-letter streams and the
+// dead-letter bucket when they are missing and uses them as they are when
+// they exist.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 	for _, cfg := range []jetstream.StreamConfig{StreamConfig(), DeadLetterConfig()} {
 		_, err := js.Stream(ctx, cfg.Name)
@@ -48,6 +65,16 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 		if err != nil {
 			return fmt.Errorf("stream %s: %w", cfg.Name, err)
 		}
+	}
+	_, err := js.KeyValue(ctx, DeadLetterBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		_, err = js.CreateKeyValue(ctx, DeadLetterBucketConfig())
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			err = nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", DeadLetterBucket, err)
 	}
 	return nil
 }
