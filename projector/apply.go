@@ -57,22 +57,9 @@ func (p *Projector) applyBatch(ctx context.Context, r run, batch []delivered, ch
 		p.metrics.RedisErrors.Inc()
 		return readmodel.Control{}, 0, fmt.Errorf("apply batch at seq %d: %w", seqOf(batch[0].msg), err)
 	}
-	for i, o := range outcomes {
-		p.metrics.Applied.WithLabelValues(string(ops[i].Event.Type), o.String()).Inc()
-		switch o {
-		case readmodel.Stale:
-			p.metrics.Redeliveries.Inc()
-		case readmodel.Mismatch, readmodel.StaleMismatch:
-			if o == readmodel.StaleMismatch {
-				p.metrics.Redeliveries.Inc()
-			}
-			// Dead-lettered again on redelivery: the copy may not have been
-			// published before a crash; its message id makes a second copy
-			// a duplicate that the dead-letter stream drops.
-			reason := "projectId " + ops[i].Event.ProjectID + " is not the project of the " + entityWord(ops[i].Event.Type)
-			if err := p.deadLetter(ctx, r, srcs[i], ops[i].Seq, "project_mismatch", "projectId", reason); err != nil {
-				return readmodel.Control{}, 0, err
-			}
+	for i, res := range outcomes {
+		if err := p.settle(ctx, r, ops[i], srcs[i], res); err != nil {
+			return readmodel.Control{}, 0, err
 		}
 	}
 	if err := p.markHandled(ctx, r, last.Sequence.Stream); err != nil {
@@ -90,6 +77,32 @@ func (p *Projector) applyBatch(ctx context.Context, r run, batch []delivered, ch
 	}
 	p.setApplied(r.gen, last.Sequence.Stream, last.NumPending)
 	return ctl, last.NumPending, nil
+}
+
+// settle counts what applying op did and dead-letters what it rejected:
+// the event itself (another project's, or a key hash another key owns),
+// and the other projects' events that were held for a render op registered.
+// A redelivery dead-letters again: the copy may not have been published
+// before a crash, and the dead-letter stream keeps one copy (see deadLetter).
+func (p *Projector) settle(ctx context.Context, r run, op readmodel.Op, src jetstream.Msg, res readmodel.Result) error {
+	o := res.Outcome
+	p.metrics.Applied.WithLabelValues(string(op.Event.Type), o.String()).Inc()
+	if o == readmodel.Stale || o == readmodel.StaleMismatch {
+		p.metrics.Redeliveries.Inc()
+	}
+	switch o {
+	case readmodel.Mismatch, readmodel.StaleMismatch:
+		reason := "projectId " + op.Event.ProjectID + " is not the project of the " + entityWord(op.Event.Type)
+		if err := p.deadLetter(ctx, r, src, op.Seq, "project_mismatch", "projectId", reason); err != nil {
+			return err
+		}
+	case readmodel.HashTaken:
+		const reason = "keyHash is already registered to another API key id"
+		if err := p.deadLetter(ctx, r, src, op.Seq, "key_hash_taken", "data.keyHash", reason); err != nil {
+			return err
+		}
+	}
+	return p.deadLetterHeld(ctx, r, op.Seq, res.Foreign)
 }
 
 func entityWord(t events.Type) string {

@@ -44,6 +44,14 @@
 //     an id seen within the dedupe horizon (24 h by default). Ageing goes by
 //     the stream's timestamps, not the clock, so a replay decides exactly as
 //     the live run did.
+//   - A render's events before its registration (render.created or
+//     share.created) are held apart per project, under the same guard. The
+//     registering script moves its project's part into the render and
+//     answers the sequences of the other projects' held events; the
+//     projector reads those back from the stream and dead-letters them. The
+//     sequences stay recorded, so a registration redelivered after a crash
+//     lists them again and no dead letter is lost; the dead-letter mark
+//     (see deadletter.go) keeps the second copy out.
 //
 // # Generations, rebuilds and self-healing
 //

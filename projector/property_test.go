@@ -155,16 +155,13 @@ func propRun(t *testing.T, seed uint64, n int) {
 }
 
 // propFold folds msgs and returns the sequences the model rejected
-// (undecodable or of another project): each must be dead-lettered.
+// (undecodable, of another project, a taken key hash): each must be
+// dead-lettered.
 func propFold(msgs []refmodel.Msg, horizon time.Duration) (*refmodel.Model, map[uint64]bool) {
-	m := refmodel.New(horizon)
+	m := refmodel.Fold(msgs, horizon)
 	rejected := map[uint64]bool{}
-	for _, msg := range msgs {
-		before := m.Rejected["decode"] + m.Rejected["project_mismatch"]
-		m.Apply(msg)
-		if m.Rejected["decode"]+m.Rejected["project_mismatch"] > before {
-			rejected[msg.Seq] = true
-		}
+	for seq := range m.Dead {
+		rejected[seq] = true
 	}
 	return m, rejected
 }

@@ -124,8 +124,8 @@ func applyParts(ctx context.Context, store *readmodel.Store, gen string, parts [
 				if err != nil && first == nil {
 					first = err
 				}
-				for _, o := range out {
-					if o != readmodel.Applied {
+				for _, r := range out {
+					if o := r.Outcome; o != readmodel.Applied {
 						bad[o]++
 					}
 				}

@@ -5,6 +5,7 @@
 package model
 
 import (
+	"maps"
 	"sort"
 	"time"
 
@@ -36,13 +37,25 @@ type Share struct {
 
 // Render is what the model knows of one render.
 type Render struct {
-	Project string
-	Listed  bool // render.created or share.created seen
+	Project string // the project that registered it; "" until then
+	Listed  bool   // render.created or share.created seen
 	Deleted bool
 	LastSeq uint64 // last stream sequence of an event of this render
 	shares  map[string]*events.ShareCreated
 	clicks  map[string]int64
 	revoked map[string]*events.ShareRevoked
+	seen    map[string]time.Time
+	// pending holds, per project, what arrived before a render.created or
+	// share.created registered the render.
+	pending map[string]*early
+}
+
+// early is what one project sent for a render before it was registered.
+type early struct {
+	seqs    []uint64 // every event, duplicates included: dead-lettered if the project does not register it
+	clicks  map[string]int64
+	revoked map[string]*events.ShareRevoked
+	deleted bool
 	seen    map[string]time.Time
 }
 
@@ -54,20 +67,27 @@ type Key struct {
 
 // Model is the fold of a stream.
 type Model struct {
-	Horizon  time.Duration
-	Renders  map[string]*Render
-	Bases    map[string]string // project -> share base
-	Keys     map[string]*Key   // key id -> key
+	Horizon time.Duration
+	Renders map[string]*Render
+	Bases   map[string]string // project -> share base
+	Keys    map[string]*Key   // key id -> key
+	// owners maps a key hash to the key id that registered it first.
+	owners   map[string]string
 	projSeen map[string]map[string]time.Time
 	// Rejected counts events that are not applied, by reason: "decode",
-	// "project_mismatch".
+	// "project_mismatch", "key_hash_taken". Events of a project that did not
+	// register their render count as project_mismatch when it is registered.
 	Rejected map[string]int
+	// Dead maps the sequence of each rejected event to its reason: what
+	// the dead-letter stream must hold.
+	Dead map[uint64]string
 }
 
 // New returns an empty model that deduplicates event ids over horizon.
 func New(horizon time.Duration) *Model {
 	return &Model{Horizon: horizon, Renders: map[string]*Render{}, Bases: map[string]string{},
-		Keys: map[string]*Key{}, projSeen: map[string]map[string]time.Time{}, Rejected: map[string]int{}}
+		Keys: map[string]*Key{}, owners: map[string]string{}, projSeen: map[string]map[string]time.Time{}, Rejected: map[string]int{},
+		Dead: map[uint64]string{}}
 }
 
 // Fold applies msgs in order to a new model.
@@ -83,18 +103,23 @@ func Fold(msgs []Msg, horizon time.Duration) *Model {
 func (m *Model) Apply(msg Msg) {
 	ev, err := events.Decode(msg.Subject, msg.Data)
 	if err != nil {
-		m.Rejected["decode"]++
+		m.reject(msg.Seq, "decode")
 		return
 	}
 	switch d := ev.Data.(type) {
 	case *events.APIKeyCreated:
-		m.applyKey(ev, d.KeyID, func(k *Key) {
+		if owner, ok := m.owners[d.KeyHash]; ok && owner != d.KeyID {
+			m.reject(msg.Seq, "key_hash_taken")
+			return
+		}
+		m.applyKey(msg, ev, d.KeyID, func(k *Key) {
 			if k.Hash == "" {
 				k.Hash, k.Env = d.KeyHash, d.Environment
+				m.owners[d.KeyHash] = d.KeyID
 			}
 		})
 	case *events.APIKeyRevoked:
-		m.applyKey(ev, d.KeyID, func(k *Key) { k.Revoked = true })
+		m.applyKey(msg, ev, d.KeyID, func(k *Key) { k.Revoked = true })
 	case *events.ProjectUpdated:
 		if !fresh(m.projSeenOf(ev.ProjectID), ev.ID, msg.Time, m.Horizon) {
 			return
@@ -109,17 +134,22 @@ func (m *Model) Apply(msg Msg) {
 	}
 }
 
-func (m *Model) applyKey(ev events.Event, id string, f func(*Key)) {
+func (m *Model) applyKey(msg Msg, ev events.Event, id string, f func(*Key)) {
 	k := m.Keys[id]
 	if k == nil {
 		k = &Key{Project: ev.ProjectID}
 		m.Keys[id] = k
 	}
 	if k.Project != ev.ProjectID {
-		m.Rejected["project_mismatch"]++
+		m.reject(msg.Seq, "project_mismatch")
 		return
 	}
 	f(k)
+}
+
+func (m *Model) reject(seq uint64, reason string) {
+	m.Rejected[reason]++
+	m.Dead[seq] = reason
 }
 
 func (m *Model) projSeenOf(p string) map[string]time.Time {
@@ -145,13 +175,20 @@ func fresh(seen map[string]time.Time, id string, now time.Time, horizon time.Dur
 func (m *Model) applyRender(msg Msg, ev events.Event) {
 	r := m.Renders[ev.RenderID]
 	if r == nil {
-		r = &Render{Project: ev.ProjectID, shares: map[string]*events.ShareCreated{}, clicks: map[string]int64{},
-			revoked: map[string]*events.ShareRevoked{}, seen: map[string]time.Time{}}
+		r = &Render{shares: map[string]*events.ShareCreated{}, clicks: map[string]int64{},
+			revoked: map[string]*events.ShareRevoked{}, seen: map[string]time.Time{}, pending: map[string]*early{}}
 		m.Renders[ev.RenderID] = r
 	}
 	r.LastSeq = msg.Seq
-	if r.Project != ev.ProjectID {
-		m.Rejected["project_mismatch"]++
+	registers := ev.Type == events.TypeRenderCreated || ev.Type == events.TypeShareCreated
+	switch {
+	case r.Project == "" && !registers:
+		r.hold(msg, ev, m.Horizon)
+		return
+	case r.Project == "":
+		m.register(r, ev.ProjectID, msg.Time)
+	case r.Project != ev.ProjectID:
+		m.reject(msg.Seq, "project_mismatch")
 		return
 	}
 	if r.Deleted || !fresh(r.seen, ev.ID, msg.Time, m.Horizon) {
@@ -171,11 +208,64 @@ func (m *Model) applyRender(msg Msg, ev events.Event) {
 		r.clicks[d.ShareID]++
 	default:
 		if ev.Type == events.TypeRenderDeleted {
-			*r = Render{Project: r.Project, Deleted: true, LastSeq: r.LastSeq}
+			r.tombstone()
 			return
 		}
 		r.Listed = true
 	}
+}
+
+// hold keeps an event of an unregistered render apart, for its project.
+func (r *Render) hold(msg Msg, ev events.Event, horizon time.Duration) {
+	e := r.pending[ev.ProjectID]
+	if e == nil {
+		e = &early{clicks: map[string]int64{}, revoked: map[string]*events.ShareRevoked{}, seen: map[string]time.Time{}}
+		r.pending[ev.ProjectID] = e
+	}
+	e.seqs = append(e.seqs, msg.Seq)
+	if !fresh(e.seen, ev.ID, msg.Time, horizon) {
+		return
+	}
+	switch d := ev.Data.(type) {
+	case *events.ShareRevoked:
+		if _, ok := e.revoked[d.ShareID]; !ok {
+			e.revoked[d.ShareID] = d
+		}
+	case *events.ShareViewed:
+		e.clicks[d.ShareID]++
+	default: // render.deleted: the others register
+		e.deleted = true
+	}
+}
+
+// register gives r to project: what it sent before counts, what the other
+// projects sent is rejected.
+func (m *Model) register(r *Render, project string, now time.Time) {
+	r.Project = project
+	for p, e := range r.pending {
+		if p != project {
+			for _, seq := range e.seqs {
+				m.reject(seq, "project_mismatch")
+			}
+			continue
+		}
+		maps.Copy(r.clicks, e.clicks)
+		maps.Copy(r.revoked, e.revoked)
+		for id, at := range e.seen {
+			if !at.Before(now.Truncate(time.Millisecond).Add(-m.Horizon)) {
+				r.seen[id] = at
+			}
+		}
+		if e.deleted {
+			r.tombstone()
+		}
+	}
+	r.pending = nil
+}
+
+// tombstone deletes r's data for good, keeping its project.
+func (r *Render) tombstone() {
+	*r = Render{Project: r.Project, Deleted: true, LastSeq: r.LastSeq}
 }
 
 // List is what GET /v1/renders/{renderID}/shares answers for a key of

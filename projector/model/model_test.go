@@ -450,3 +450,79 @@ func TestFoldIsApplyInOrder(t *testing.T) {
 		t.Fatal("Apply one by one differs from Fold")
 	}
 }
+
+func TestRegistrationDecidesTheProject(t *testing.T) {
+	t.Parallel()
+	s := newStream(t).viewed("v1", projB, renderX, "s1").
+		add("d1", events.TypeRenderDeleted, projB, renderX, nil).
+		viewed("v2", projA, renderX, "s1").
+		revoked("r1", projA, renderX, "s1", "2026-06-05T11:00:00Z", nil).
+		created("c1", projA, renderX, "s1", "2026-06-05T10:00:00Z")
+	m := s.fold(time.Hour)
+	got := list(t, m, projA, renderX)
+	if len(got) != 1 || got[0].ClickCount != 1 || got[0].RevokedAt == nil {
+		t.Fatalf("list = %+v, want s1 with project A's early view and revocation", got)
+	}
+	if _, ok := m.List(projB, renderX, base); ok {
+		t.Fatal("project B reads the render, want 404")
+	}
+	if got, want := m.Rejected["project_mismatch"], 2; got != want {
+		t.Fatalf("Rejected[project_mismatch] = %d, want %d: project B's events, at registration", got, want)
+	}
+}
+
+func TestUnregisteredEventsAreNotRejectedYet(t *testing.T) {
+	t.Parallel()
+	m := newStream(t).viewed("v1", projB, renderX, "s1").fold(time.Hour)
+	if len(m.Rejected) != 0 {
+		t.Fatalf("Rejected = %v, want nothing before the render is registered", m.Rejected)
+	}
+}
+
+func TestOwnDeleteBeforeRegistration(t *testing.T) {
+	t.Parallel()
+	m := newStream(t).add("d1", events.TypeRenderDeleted, projA, renderX, nil).
+		created("c1", projA, renderX, "s1", "2026-06-05T10:00:00Z").fold(time.Hour)
+	if _, ok := m.List(projA, renderX, base); ok {
+		t.Fatal("a render its owner deleted before registering answers 200, want 404")
+	}
+	if r := m.Renders[renderX]; !r.Deleted || r.Project != projA {
+		t.Fatalf("render = %+v, want a tombstone of project A", r)
+	}
+}
+
+func TestPendingDedupeIsPerProject(t *testing.T) {
+	t.Parallel()
+	m := newStream(t).viewed("same", projB, renderX, "s1").viewed("same", projA, renderX, "s1").
+		created("c1", projA, renderX, "s1", "2026-06-05T10:00:00Z").
+		viewed("same", projA, renderX, "s1").fold(time.Hour)
+	if got := clicksOf(list(t, m, projA, renderX))["s1"]; got != 1 {
+		t.Fatalf("clickCount = %d, want 1", got)
+	}
+}
+
+func TestKeyHashBelongsToItsFirstKeyID(t *testing.T) {
+	t.Parallel()
+	key := func(id, hash string) map[string]any {
+		return map[string]any{"keyId": id, "keyHash": hash, "environment": "live"}
+	}
+	m := newStream(t).
+		add("k1", events.TypeAPIKeyCreated, projA, "key1", key("key1", hashK1)).
+		add("k2", events.TypeAPIKeyCreated, projB, "keyB", key("keyB", hashK1)). // another project binds A's key: refused
+		add("k3", events.TypeAPIKeyRevoked, projB, "keyB", map[string]any{"keyId": "keyB"}).
+		add("k4", events.TypeAPIKeyRevoked, projA, "key1", map[string]any{"keyId": "key1"}).
+		add("k5", events.TypeAPIKeyCreated, projA, "key2", key("key2", hashK1)). // revoked key brought back: refused
+		fold(time.Hour)
+	if k := m.Keys["key1"]; k == nil || k.Hash != hashK1 || !k.Revoked {
+		t.Fatalf("key1 = %+v, want the hash's owner, revoked", k)
+	}
+	if k := m.Keys["keyB"]; k == nil || k.Hash != "" || !k.Revoked {
+		t.Fatalf("keyB = %+v, want a revoked key id without a hash", k)
+	}
+	if _, ok := m.Keys["key2"]; ok {
+		t.Fatal("key2 exists, want its creation refused")
+	}
+	if got, want := m.Rejected["key_hash_taken"], 2; got != want {
+		t.Fatalf("Rejected[key_hash_taken] = %d, want %d", got, want)
+	}
+}

@@ -46,7 +46,7 @@ func BenchmarkApply(b *testing.B) {
 					b.Fatal(err)
 				}
 				for i, o := range out {
-					if o != readmodel.Applied {
+					if o.Outcome != readmodel.Applied {
 						b.Fatalf("apply seq %d: %v", ops[i].Seq, o)
 					}
 				}

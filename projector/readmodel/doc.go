@@ -10,7 +10,9 @@
 //	sharesd:G:{R}:render   hash    project, seq (last applied stream sequence),
 //	                               ver (sequence of the last change to the list),
 //	                               listed ("1" once render.created or
-//	                               share.created applied), deleted ("1")
+//	                               share.created applied), deleted ("1"),
+//	                               reg (sequence of the event that registered
+//	                               it, fixing project)
 //	sharesd:G:{R}:shares   zset    shareId scored by createdAt in ms; a reverse
 //	                               range gives newest first, ties by id descending
 //	sharesd:G:{R}:recs     hash    shareId -> share record (compact binary, see
@@ -23,9 +25,17 @@
 //	                               dedupe horizon are trimmed on every write, and
 //	                               the key expires horizon + 1h after its last
 //	                               write (the only read-model keys with a TTL)
+//	sharesd:G:{R}:pending  hash    what each project sent before the render was
+//	                               registered (see applyRender): "P|q|<seq>",
+//	                               "P|s|<digest>", "P|c|<shareId>", "P|r|<shareId>",
+//	                               "P|d|"; after registration only the other
+//	                               projects' "q" fields stay (for a redelivered
+//	                               registration to dead-letter them again)
 //	sharesd:G:{p:P}:project hash   base (share base URL), seq, ver
 //	sharesd:G:{p:P}:seen   zset    as above, for project events
-//	sharesd:G:{keys}:byhash hash   SHA-256 of an API key -> "revoked:env:project:keyId"
+//	sharesd:G:{keys}:byhash hash   SHA-256 of an API key -> "revoked:env:project:keyId";
+//	                               a hash belongs for good to the first key id
+//	                               that registered it
 //	sharesd:G:{keys}:key:K hash    seq, project, hash, env, revoked
 //
 // where R is a render id, P a project id and K an API key id. The braces are

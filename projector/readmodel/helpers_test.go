@@ -174,6 +174,16 @@ func (f *fixture) apply(evs ...event) []Outcome {
 
 func (f *fixture) applyOps(gen string, ops ...Op) []Outcome {
 	f.t.Helper()
+	res := f.applyResults(gen, ops...)
+	out := make([]Outcome, len(res))
+	for i, r := range res {
+		out[i] = r.Outcome
+	}
+	return out
+}
+
+func (f *fixture) applyResults(gen string, ops ...Op) []Result {
+	f.t.Helper()
 	out, _, err := f.store.Apply(context.Background(), gen, ops, 0, false)
 	if err != nil {
 		f.t.Fatalf("apply: %v", err)

@@ -36,7 +36,7 @@ func streamField(gen string) string { return "stream:" + gen }
 // renderKeys are the keys of one render in generation gen, in the order the
 // render scripts take them. Every one carries the hash tag {renderID}, so a
 // single Lua script can update them atomically, on Redis Cluster too.
-type renderKeys [6]string
+type renderKeys [7]string
 
 const (
 	kRender  = iota // hash: project, seq, ver, listed, deleted
@@ -45,11 +45,12 @@ const (
 	kClicks         // hash: shareId -> view count
 	kRevoked        // hash: shareId -> encoded revocation
 	kSeen           // sorted set: event-id digest scored by stream time (ms)
+	kPending        // hash: what each project sent before the render was registered
 )
 
 func renderKeysOf(gen, renderID string) renderKeys {
 	base := prefix + gen + ":{" + renderID + "}:"
-	return renderKeys{base + "render", base + "shares", base + "recs", base + "clicks", base + "revoked", base + "seen"}
+	return renderKeys{base + "render", base + "shares", base + "recs", base + "clicks", base + "revoked", base + "seen", base + "pending"}
 }
 
 func (k renderKeys) slice() []string { return k[:] }

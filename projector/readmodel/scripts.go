@@ -5,33 +5,108 @@ import "github.com/redis/go-redis/v9"
 // Every write script is guarded by the entity's last applied stream
 // sequence, so running one twice (a go-redis retry after a network error, a
 // redelivery after a crash, a replay) changes nothing the second time. A
-// A seen set is trimmed by stream time on every write and expires an hour
-// past the horizon after its last write, so a render that goes quiet does
-// not keep its digests forever. A redelivered event of another project answers StaleMismatch rather than
-// Stale, so its dead letter is not lost when the first copy never made it.
-// Script replies are outcomes (see Outcome).
+// seen set is trimmed by stream time on every write and expires an hour past
+// the horizon after its last write, so a render that goes quiet does not
+// keep its digests forever. A redelivered event of another project answers
+// StaleMismatch rather than Stale, so its dead letter is not lost when the
+// first copy never made it. Script replies are outcomes (see Outcome).
 
 // applyRender applies one render or share event.
 //
-//	KEYS  render, shares, recs, clicks, revoked, seen (see renderKeysOf)
+// A render belongs to the project whose render.created or share.created
+// registers it. Until then the events of every project are held apart in
+// the pending hash, per project: fields "<project>|q|<seq>" (each event's
+// sequence), "|s|<digest>" (seen, stream ms), "|c|<shareId>" (views),
+// "|r|<shareId>" (first revocation) and "|d|" (deleted). Registration moves
+// the registering project's part into the render and drops the rest except
+// the other projects' sequences, which the reply lists for dead-lettering:
+// {outcome, seq, seq, ...}. They stay in the hash, so a redelivered
+// registration (its sequence is the render's "reg") lists them again.
+//
+//	KEYS  render, shares, recs, clicks, revoked, seen, pending (see renderKeysOf)
 //	ARGV  seq, type, projectId, event digest, stream time ms, horizon ms,
 //	      shareId, createdAt ms | revocation, record
 var applyRender = redis.NewScript(`
 local seq = tonumber(ARGV[1])
-local cur = redis.call('HMGET', KEYS[1], 'seq', 'project', 'deleted', 'listed')
+local t, project = ARGV[2], ARGV[3]
+local cur = redis.call('HMGET', KEYS[1], 'seq', 'project', 'deleted', 'listed', 'reg')
+local function foreign(outcome)
+  local out = {outcome}
+  for _, f in ipairs(redis.call('HKEYS', KEYS[7])) do
+    local p, kind, rest = string.match(f, '^([^|]*)|(.)|(.*)$')
+    if kind == 'q' and p ~= cur[2] then out[#out + 1] = rest end
+  end
+  if #out == 1 then return outcome end
+  return out
+end
 if cur[1] and tonumber(cur[1]) >= seq then
-  if cur[2] and cur[2] ~= ARGV[3] then return 5 end
+  if cur[2] and cur[2] ~= project then return 5 end
+  if cur[5] == ARGV[1] then return foreign(1) end
   return 1
 end
 redis.call('HSET', KEYS[1], 'seq', ARGV[1])
-if cur[2] and cur[2] ~= ARGV[3] then return 3 end
-if not cur[2] then redis.call('HSET', KEYS[1], 'project', ARGV[3]) end
-if cur[3] then return 4 end
-local now = tonumber(ARGV[5])
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. (now - tonumber(ARGV[6])))
-if redis.call('ZADD', KEYS[6], 'NX', now, ARGV[4]) == 0 then return 2 end
-redis.call('PEXPIRE', KEYS[6], tonumber(ARGV[6]) + 3600000)
-local t = ARGV[2]
+local now, horizon = tonumber(ARGV[5]), tonumber(ARGV[6])
+local registers = t == 'share.created' or t == 'render.created'
+if cur[2] and cur[2] ~= project then return 3 end
+if not cur[2] and not registers then
+  local pre = project .. '|'
+  redis.call('HSET', KEYS[7], pre .. 'q|' .. ARGV[1], '1')
+  local seen = redis.call('HGET', KEYS[7], pre .. 's|' .. ARGV[4])
+  if seen and tonumber(seen) >= now - horizon then return 2 end
+  redis.call('HSET', KEYS[7], pre .. 's|' .. ARGV[4], ARGV[5])
+  if t == 'share.viewed' then
+    redis.call('HINCRBY', KEYS[7], pre .. 'c|' .. ARGV[7], 1)
+  elseif t == 'share.revoked' then
+    redis.call('HSETNX', KEYS[7], pre .. 'r|' .. ARGV[7], ARGV[8])
+  elseif t == 'render.deleted' then
+    redis.call('HSET', KEYS[7], pre .. 'd|', '1')
+  end
+  return 6
+end
+local reply = 0
+if not cur[2] then
+  redis.call('HSET', KEYS[1], 'project', project, 'reg', ARGV[1])
+  cur[2], cur[5] = project, ARGV[1]
+  local drop = {}
+  local fields = redis.call('HGETALL', KEYS[7])
+  for i = 1, #fields, 2 do
+    local f, v = fields[i], fields[i + 1]
+    local p, kind, rest = string.match(f, '^([^|]*)|(.)|(.*)$')
+    if p == project then
+      drop[#drop + 1] = f
+      if kind == 'c' then
+        redis.call('HINCRBY', KEYS[4], rest, tonumber(v))
+      elseif kind == 'r' then
+        redis.call('HSETNX', KEYS[5], rest, v)
+      elseif kind == 'd' then
+        cur[3] = '1'
+      elseif kind == 's' and tonumber(v) >= now - horizon then
+        redis.call('ZADD', KEYS[6], 'NX', tonumber(v), rest)
+      end
+    elseif kind ~= 'q' then
+      drop[#drop + 1] = f
+    end
+  end
+  for i = 1, #drop, 500 do
+    redis.call('HDEL', KEYS[7], unpack(drop, i, math.min(i + 499, #drop)))
+  end
+  if redis.call('EXISTS', KEYS[6]) == 1 then redis.call('PEXPIRE', KEYS[6], horizon + 3600000) end
+  if cur[3] then
+    redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+    redis.call('HSET', KEYS[1], 'deleted', '1')
+  end
+  reply = foreign(0)
+end
+if cur[3] then
+  if type(reply) == 'table' then reply[1] = 4 return reply end
+  return 4
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. (now - horizon))
+if redis.call('ZADD', KEYS[6], 'NX', now, ARGV[4]) == 0 then
+  if type(reply) == 'table' then reply[1] = 2 return reply end
+  return 2
+end
+redis.call('PEXPIRE', KEYS[6], horizon + 3600000)
 local changed = false
 if t == 'share.viewed' then
   redis.call('HINCRBY', KEYS[4], ARGV[7], 1)
@@ -54,7 +129,7 @@ elseif t == 'render.deleted' then
   changed = true
 end
 if changed then redis.call('HSET', KEYS[1], 'ver', ARGV[1]) end
-return 0
+return reply
 `)
 
 // applyProject applies project.updated.
@@ -79,12 +154,19 @@ return 0
 `)
 
 // applyKey applies apikey.created and apikey.revoked. The by-hash index
-// maps a key hash to "<revoked 0|1>:<env>:<projectId>:<keyId>"; the first
+// maps a key hash to "<revoked 0|1>:<env>:<projectId>:<keyId>". A hash
+// belongs for good to the first key id that registered it: apikey.created
+// of a hash that another key id owns changes nothing and answers HashTaken,
+// before any other check, so a redelivery answers the same. The first
 // apikey.created of a key id wins, and a revocation is final.
 //
 //	KEYS  byhash, key record
 //	ARGV  seq, type, projectId, keyId, hash, env
 var applyKey = redis.NewScript(`
+if ARGV[2] == 'apikey.created' then
+  local owner = redis.call('HGET', KEYS[1], ARGV[5])
+  if owner and string.match(owner, '^[^:]*:[^:]*:[^:]*:(.*)$') ~= ARGV[4] then return 7 end
+end
 local seq = tonumber(ARGV[1])
 local cur = redis.call('HMGET', KEYS[2], 'seq', 'project')
 if cur[1] and tonumber(cur[1]) >= seq then
@@ -177,14 +259,15 @@ return 1
 // swapRender moves a rebuilt render's scratch keys over the live ones if the
 // scratch copy has applied at least as far as the live one.
 //
-//	KEYS  live keys (6), then scratch keys (6)
+//	KEYS  live keys (n), then scratch keys (n), the render hash first in each
 var swapRender = redis.NewScript(`
+local n = #KEYS / 2
 local live = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-local scratch = tonumber(redis.call('HGET', KEYS[7], 'seq') or '0')
+local scratch = tonumber(redis.call('HGET', KEYS[n + 1], 'seq') or '0')
 if scratch < live then return live end
-for i = 1, 6 do
-  if redis.call('EXISTS', KEYS[i + 6]) == 1 then
-    redis.call('RENAME', KEYS[i + 6], KEYS[i])
+for i = 1, n do
+  if redis.call('EXISTS', KEYS[i + n]) == 1 then
+    redis.call('RENAME', KEYS[i + n], KEYS[i])
   else
     redis.call('DEL', KEYS[i])
   end

@@ -78,6 +78,11 @@ const (
 	Ignored   Outcome = 4 // the render was deleted
 	// StaleMismatch: a redelivered event that was a Mismatch.
 	StaleMismatch Outcome = 5
+	// Pending: the render is not registered yet; the event is held apart
+	// for its project until a render.created or share.created registers it.
+	Pending Outcome = 6
+	// HashTaken: an apikey.created whose key hash another key id owns.
+	HashTaken Outcome = 7
 )
 
 func (o Outcome) String() string {
@@ -94,8 +99,22 @@ func (o Outcome) String() string {
 		return "render_deleted"
 	case StaleMismatch:
 		return "stale_project_mismatch"
+	case Pending:
+		return "pending"
+	case HashTaken:
+		return "key_hash_taken"
 	}
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// A Result is what applying one event did, with the stream sequences of the
+// events that its registration of a render rejected: events of other
+// projects that were held pending for the render (see applyRender). The
+// caller dead-letters those too; a redelivered registration lists them
+// again.
+type Result struct {
+	Outcome Outcome
+	Foreign []uint64
 }
 
 // Op is one event at its place in the stream.
@@ -145,9 +164,9 @@ func (s *Store) ReadControl(ctx context.Context) (Control, error) {
 // checkpoint > 0 it also raises gen's resume position to it: pass the last
 // sequence of a batch that has already been applied in full, never of this
 // one (a pipeline is not atomic). When announce is set, the last sequence is
-// published for readers waiting on ?minSeq. Apply returns one Outcome per op
+// published for readers waiting on ?minSeq. Apply returns one Result per op
 // and the control state read in the same round trip.
-func (s *Store) Apply(ctx context.Context, gen string, ops []Op, checkpoint uint64, announce bool) ([]Outcome, Control, error) {
+func (s *Store) Apply(ctx context.Context, gen string, ops []Op, checkpoint uint64, announce bool) ([]Result, Control, error) {
 	out, ctl, err := s.apply(ctx, gen, ops, checkpoint, announce)
 	if isNoScript(err) { // Redis restarted or flushed its script cache
 		if err := s.LoadScripts(ctx); err != nil {
@@ -158,7 +177,7 @@ func (s *Store) Apply(ctx context.Context, gen string, ops []Op, checkpoint uint
 	return out, ctl, err
 }
 
-func (s *Store) apply(ctx context.Context, gen string, ops []Op, checkpoint uint64, announce bool) ([]Outcome, Control, error) {
+func (s *Store) apply(ctx context.Context, gen string, ops []Op, checkpoint uint64, announce bool) ([]Result, Control, error) {
 	p := s.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(ops))
 	for i := range ops {
@@ -174,15 +193,47 @@ func (s *Store) apply(ctx context.Context, gen string, ops []Op, checkpoint uint
 	if _, err := p.Exec(ctx); err != nil {
 		return nil, Control{}, err
 	}
-	out := make([]Outcome, len(ops))
+	out := make([]Result, len(ops))
 	for i, c := range cmds {
-		n, err := c.Int()
+		r, err := parseResult(c)
 		if err != nil {
 			return nil, Control{}, fmt.Errorf("apply seq %d: %w", ops[i].Seq, err)
 		}
-		out[i] = Outcome(n)
+		out[i] = r
 	}
 	return out, parseControl(ctlCmd.Val()), nil
+}
+
+// parseResult reads a write script's reply: an outcome, or {outcome,
+// foreign sequence, ...} (see applyRender).
+func parseResult(c *redis.Cmd) (Result, error) {
+	v, err := c.Result()
+	if err != nil {
+		return Result{}, err
+	}
+	switch v := v.(type) {
+	case int64:
+		return Result{Outcome: Outcome(v)}, nil
+	case []any:
+		if len(v) == 0 {
+			return Result{}, errors.New("empty script reply")
+		}
+		o, ok := v[0].(int64)
+		if !ok {
+			return Result{}, fmt.Errorf("script reply starts with %T, want an outcome", v[0])
+		}
+		r := Result{Outcome: Outcome(o), Foreign: make([]uint64, 0, len(v)-1)}
+		for _, x := range v[1:] {
+			s, _ := x.(string)
+			seq, err := strconv.ParseUint(s, 10, 64)
+			if err != nil {
+				return Result{}, fmt.Errorf("script reply: foreign sequence %q", s)
+			}
+			r.Foreign = append(r.Foreign, seq)
+		}
+		return r, nil
+	}
+	return Result{}, fmt.Errorf("script reply of type %T", v)
 }
 
 // digest is the 16-byte prefix of the SHA-256 of an event id: what the

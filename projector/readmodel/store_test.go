@@ -3,6 +3,7 @@ package readmodel
 import (
 	"context"
 	"errors"
+	"reflect"
 	"slices"
 	"strconv"
 	"testing"
@@ -465,7 +466,7 @@ func TestApplyCheckpointAndAnnounce(t *testing.T) {
 	}
 	ops := []Op{f.op(renderCreated(projectA, renderA), time.Time{}), f.op(shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), time.Time{})}
 	out, ctl, err := f.store.Apply(ctx, f.gen, ops, 7, true)
-	if err != nil || !slices.Equal(out, []Outcome{Applied, Applied}) {
+	if err != nil || !reflect.DeepEqual(out, []Result{{Outcome: Applied}, {Outcome: Applied}}) {
 		t.Fatalf("Apply = %v, %v", out, err)
 	}
 	if ctl.Active != f.gen || ctl.Pos[f.gen] != 7 {

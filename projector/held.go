@@ -1,0 +1,44 @@
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/craftkit/sharesd/events"
+)
+
+// deadLetterHeld dead-letters the events that other projects sent for a
+// render before trigger registered it to its project (see
+// readmodel.Result): they are read back from the stream by sequence. One
+// the stream no longer holds is logged and counted, and passed over.
+func (p *Projector) deadLetterHeld(ctx context.Context, r run, trigger uint64, seqs []uint64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	s, err := p.js.Stream(ctx, events.Stream)
+	if err != nil {
+		p.metrics.NATSErrors.Inc()
+		return fmt.Errorf("stream %s: %w", events.Stream, err)
+	}
+	const reason = "projectId is not the project that registered the render"
+	for _, seq := range seqs {
+		m, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			p.metrics.DeadLetterFailed.WithLabelValues("gone_from_stream").Inc()
+			p.logger.WarnContext(ctx, "held event gone from the stream: not dead-lettered",
+				"stream_seq", seq, "registered_at", trigger)
+			continue
+		}
+		if err != nil {
+			p.metrics.NATSErrors.Inc()
+			return fmt.Errorf("read held event seq %d: %w", seq, err)
+		}
+		if err := p.deadLetterRaw(ctx, r, m, trigger, "project_mismatch", "projectId", reason); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,108 @@
+package projector_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/craftkit/sharesd/projector"
+	"github.com/craftkit/sharesd/projector/readmodel"
+)
+
+// TestRenderOwnedByItsRegistration publishes, for a render id that is not
+// registered yet, another project's view and deletion, then the owner's
+// early view and its registration: the owner is not locked out, its early
+// view counts, the other project's events never count and are each
+// dead-lettered once (project_mismatch), even across a restart that replays
+// the registration.
+func TestRenderOwnedByItsRegistration(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	owner, intruder, render := newUUID(), newUUID(), newUUID()
+	foreignView := e.publish(t, shareViewed(intruder, render, "s1"))
+	foreignDelete := e.publish(t, renderDeleted(intruder, render))
+	e.publish(t, shareViewed(owner, render, "s1"))
+	r := e.start(t)
+	seq := e.publish(t, renderCreated(owner, render), shareCreated(owner, render, "s1", "2026-06-05T10:00:00Z"))
+	e.waitApplied(t, seq, r)
+
+	e.wantClicks(t, owner, render, map[string]int{"s1": 1})
+	if _, err := e.list(t, intruder, render); err == nil {
+		t.Fatal("the intruding project reads the render, want not found")
+	}
+	wantDead := func(t *testing.T) {
+		t.Helper()
+		waitFor(t, 10*time.Second, func() error {
+			for _, s := range []uint64{foreignView, foreignDelete} {
+				n := 0
+				for _, m := range e.deadLetters(t) {
+					if m.Header.Get(projector.HeaderSeq) == itoa(s) {
+						n++
+						if got := m.Header.Get(projector.HeaderCode); got != "project_mismatch" {
+							return fmt.Errorf("dead letter of seq %d has code %q, want project_mismatch", s, got)
+						}
+					}
+				}
+				if n != 1 {
+					return fmt.Errorf("seq %d dead-lettered %d times, want once", s, n)
+				}
+			}
+			return nil
+		})
+	}
+	wantDead(t)
+
+	t.Run("a replay of the registration dead-letters nothing twice", func(t *testing.T) {
+		r.stop(t)
+		ctl, err := e.store.ReadControl(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.store.ResetPos(context.Background(), ctl.Active, 0); err != nil {
+			t.Fatal(err)
+		}
+		r = e.start(t)
+		e.waitApplied(t, e.publish(t, shareViewed(owner, render, "s1")), r)
+		e.wantClicks(t, owner, render, map[string]int{"s1": 2})
+		wantDead(t)
+	})
+}
+
+// TestKeyHashNotReRegistered publishes an API key, then another project's
+// apikey.created of the same hash under a new key id, and its revocation:
+// the key still belongs to its owner and works, the intruding creation is
+// dead-lettered as key_hash_taken; after the owner revokes it, a new key id
+// with its hash does not bring it back.
+func TestKeyHashNotReRegistered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	owner, intruder := newUUID(), newUUID()
+	hash := keyHash("ck_live_" + newUUID())
+	r := e.start(t)
+	e.publish(t, apikeyCreated(owner, "key_owner", hash, "live"))
+	taken := e.publish(t, apikeyCreated(intruder, "key_intruder", hash, "live"))
+	e.waitApplied(t, e.publish(t, apikeyRevoked(intruder, "key_intruder")), r)
+
+	lookup := func() readmodel.Key {
+		t.Helper()
+		k, err := e.store.Key(context.Background(), hash)
+		if err != nil {
+			t.Fatalf("key lookup: %v", err)
+		}
+		return k
+	}
+	if got, want := lookup(), (readmodel.Key{ID: "key_owner", ProjectID: owner, Environment: "live"}); got != want {
+		t.Fatalf("key = %+v, want %+v", got, want)
+	}
+	dl := e.deadLetterOf(t, taken)
+	if dl == nil || dl.Header.Get(projector.HeaderCode) != "key_hash_taken" || dl.Header.Get(projector.HeaderField) != "data.keyHash" {
+		t.Fatalf("dead letter of the intruding apikey.created = %v, want code key_hash_taken at data.keyHash", dl)
+	}
+
+	e.publish(t, apikeyRevoked(owner, "key_owner"))
+	e.waitApplied(t, e.publish(t, apikeyCreated(intruder, "key_again", hash, "live")), r)
+	if got := lookup(); !got.Revoked || got.ID != "key_owner" {
+		t.Fatalf("key = %+v, want key_owner, revoked for good", got)
+	}
+}
