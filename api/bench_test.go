@@ -67,7 +67,7 @@ func benchWorld(b *testing.B, sizes ...int) http.Handler {
 			b.Fatal(err)
 		}
 		for i, o := range out {
-			if o != readmodel.Applied {
+			if o.Outcome != readmodel.Applied {
 				b.Fatalf("apply seq %d: %v", ops[i].Seq, o)
 			}
 		}

@@ -245,9 +245,13 @@ func (w *world) apply(evs ...event) []readmodel.Outcome {
 
 func (w *world) applyOps(ops []readmodel.Op) []readmodel.Outcome {
 	w.t.Helper()
-	out, _, err := w.store.Apply(context.Background(), w.gen, ops, 0, true)
+	res, _, err := w.store.Apply(context.Background(), w.gen, ops, 0, true)
 	if err != nil {
 		w.t.Fatalf("apply: %v", err)
+	}
+	out := make([]readmodel.Outcome, len(res))
+	for i, r := range res {
+		out[i] = r.Outcome
 	}
 	return out
 }

@@ -185,7 +185,7 @@ func startSpecServer(t testing.TB, data bool) *specServer {
 			t.Fatalf("apply: %v", err)
 		}
 		for i, o := range out {
-			if o != readmodel.Applied {
+			if o.Outcome != readmodel.Applied {
 				t.Fatalf("apply %s: %v, want applied", evs[i].ID, o)
 			}
 		}
@@ -209,14 +209,14 @@ func startSpecServer(t testing.TB, data bool) *specServer {
 		Metrics:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Ready: func(ctx context.Context) error { // what serve's readiness checks of Redis
 			if err := rdb.Ping(ctx).Err(); err != nil {
-				return fmt.Errorf("redis unreachable: %w", err)
+				return &api.NotReady{Reason: api.ReasonRedis, Err: err}
 			}
 			ctl, err := store.ReadControl(ctx)
 			if err != nil {
-				return err
+				return &api.NotReady{Reason: api.ReasonRedis, Err: err}
 			}
 			if ctl.Active == "" {
-				return errors.New("no active generation: a rebuild from zero is in progress")
+				return &api.NotReady{Reason: api.ReasonNoGeneration}
 			}
 			return nil
 		},

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -28,11 +29,13 @@ type Config struct {
 	DedupeHorizon time.Duration
 	MinSeqWait    time.Duration
 	BatchSize     int
+	ReadyStall    time.Duration
+	MaxConns      int
 }
 
 // envVars names the environment variable of each setting; the compose-file
 // test checks that every variable it sets is one of these.
-var envVars = []string{"NATS_URL", "REDIS_URL", "HTTP_ADDR", "SHARE_BASE_URL", "CRAFTKIT_ENV", "LOG_LEVEL", "LOG_FORMAT", "DEDUPE_HORIZON", "MIN_SEQ_WAIT", "BATCH_SIZE"}
+var envVars = []string{"NATS_URL", "REDIS_URL", "HTTP_ADDR", "SHARE_BASE_URL", "CRAFTKIT_ENV", "LOG_LEVEL", "LOG_FORMAT", "DEDUPE_HORIZON", "MIN_SEQ_WAIT", "BATCH_SIZE", "READY_STALL", "MAX_CONNS"}
 
 func envOr(getenv func(string) string, name, def string) string {
 	if v := getenv(name); v != "" {
@@ -97,6 +100,10 @@ func newFlagSet(name string, env *environment, cfg *Config, which ...string) (*f
 	}
 	if has("http") {
 		fs.StringVar(&cfg.HTTPAddr, "http-addr", envOr(g, "HTTP_ADDR", ":8080"), "HTTP listen address (env HTTP_ADDR)")
+		nofile, def := defaultMaxConns(openFileLimit(), runtime.GOMAXPROCS(0))
+		fs.IntVar(&cfg.MaxConns, "max-conns", errs.int(g, "MAX_CONNS", def),
+			fmt.Sprintf("most HTTP connections open at once; at the limit the longest-idle connection is closed for a new one "+
+				"(env MAX_CONNS; default: the open-file limit, %d, less %d kept for Redis and NATS clients, the listener and files)", nofile, nofile-uint64(def)))
 	}
 	if has("api") {
 		fs.StringVar(&cfg.ShareBase, "share-base-url", envOr(g, "SHARE_BASE_URL", "https://www.craftkit.dev"), "share base of projects without their own (env SHARE_BASE_URL)")
@@ -105,6 +112,8 @@ func newFlagSet(name string, env *environment, cfg *Config, which ...string) (*f
 	}
 	if has("projector") {
 		fs.IntVar(&cfg.BatchSize, "batch-size", errs.int(g, "BATCH_SIZE", 512), "events applied per Redis round trip (env BATCH_SIZE)")
+		fs.DurationVar(&cfg.ReadyStall, "ready-stall", errs.duration(g, "READY_STALL", 30*time.Second),
+			"how long the projector may apply nothing while events wait before /readyz answers 503 projector_stalled (env READY_STALL)")
 	}
 	return fs, errs
 }
@@ -161,6 +170,12 @@ func parse(fs *flag.FlagSet, errs *envErrors, cfg *Config, args []string) error 
 	if fs.Lookup("batch-size") != nil && (cfg.BatchSize < 1 || cfg.BatchSize > 10000) {
 		bad("batch-size", "BATCH_SIZE", strconv.Itoa(cfg.BatchSize), "1 to 10000")
 	}
+	if fs.Lookup("ready-stall") != nil && cfg.ReadyStall <= 0 {
+		bad("ready-stall", "READY_STALL", cfg.ReadyStall.String(), "a positive duration")
+	}
+	if fs.Lookup("max-conns") != nil && cfg.MaxConns < 2 {
+		bad("max-conns", "MAX_CONNS", strconv.Itoa(cfg.MaxConns), "2 or more")
+	}
 	return errors.Join(all...)
 }
 
@@ -179,4 +194,18 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// defaultMaxConns is the default of -max-conns: the open-file limit nofile
+// less a reserve for everything else that holds a descriptor: the two Redis
+// clients' pools (10 connections per CPU each), the NATS connection, the
+// listener, standard streams and the files the runtime and the metrics
+// open. A limit too small for that reserve leaves half to the server. It
+// returns nofile too, for the flag's help.
+func defaultMaxConns(nofile uint64, procs int) (uint64, int) {
+	reserve := uint64(128 + 20*procs)
+	if nofile < 2*reserve {
+		return nofile, int(max(nofile/2, 2))
+	}
+	return nofile, int(min(nofile-reserve, 1<<24))
 }

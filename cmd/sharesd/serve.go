@@ -99,7 +99,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener
 	reg.MustRegister(httpMetrics)
 	handler := api.NewServer(logger.With("component", "api"), apiStore, positions, api.Config{
 		Env: cfg.Env, ShareBase: cfg.ShareBase, MinSeqWait: cfg.MinSeqWait,
-		Ready:      readiness(apiStore, nc, proj),
+		Ready:      readiness(apiStore, nc, proj, cfg.ReadyStall),
 		HealthOnly: !withAPI,
 		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 		Observe: func(route string, status int, d time.Duration) {
@@ -115,6 +115,14 @@ func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	conns := api.LimitConns(srv, ln, cfg.MaxConns)
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sharesd_http_connections_open", Help: "HTTP connections open."},
+			func() float64 { return float64(conns.Open()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sharesd_http_connections_evicted_total",
+			Help: "Idle HTTP connections closed to make room under -max-conns."},
+			func() float64 { return float64(conns.Evicted()) }),
+	)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -137,11 +145,11 @@ func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener
 		}, func(error) { cancel() })
 	}
 	g.Add(func() error {
-		logger.Info("listening", "addr", ln.Addr().String(), "projector", withProjector, "api", withAPI)
+		logger.Info("listening", "addr", ln.Addr().String(), "projector", withProjector, "api", withAPI, "max_conns", cfg.MaxConns)
 		if ready != nil {
 			close(ready)
 		}
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(conns); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
@@ -178,30 +186,53 @@ func prepareStream(ctx context.Context, logger *slog.Logger, js jetstream.JetStr
 	}
 }
 
-// readiness reports why the process cannot serve, or nil.
-func readiness(store *readmodel.Store, nc *nats.Conn, proj *projector.Projector) func(context.Context) error {
+// readiness reports why the process cannot serve, or nil, as an
+// *api.NotReady: its reason code is public, its cause only logged.
+func readiness(store *readmodel.Store, nc *nats.Conn, proj *projector.Projector, stall time.Duration) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if err := store.Client().Ping(ctx).Err(); err != nil {
-			return fmt.Errorf("redis unreachable: %w", err)
+			return &api.NotReady{Reason: api.ReasonRedis, Err: err}
 		}
 		if nc != nil && !nc.IsConnected() {
-			return errors.New("nats unreachable: " + nc.Status().String())
+			return &api.NotReady{Reason: api.ReasonNATS, Err: errors.New("nats connection " + nc.Status().String())}
 		}
 		ctl, err := store.ReadControl(ctx)
 		if err != nil {
-			return fmt.Errorf("redis: %w", err)
+			return &api.NotReady{Reason: api.ReasonRedis, Err: err}
 		}
 		if ctl.Active == "" {
-			return errors.New("no active generation: a rebuild from zero is in progress")
+			return &api.NotReady{Reason: api.ReasonNoGeneration, Err: errors.New("a rebuild from zero is in progress")}
 		}
 		if proj != nil {
-			st := proj.Status()
-			if st.Leader && st.Pending > 0 && time.Since(st.LastBatch) > 30*time.Second {
-				return fmt.Errorf("projector stalled: %d events waiting, nothing applied for %s", st.Pending, time.Since(st.LastBatch).Round(time.Second))
-			}
+			return stalled(ctx, store, proj.Status(), stall)
 		}
 		return nil
 	}
+}
+
+// stalled reports api.ReasonStalled when events wait beyond the projector's
+// position and it has not advanced for longer than bound, while it holds
+// the lease or no projector does: a Redis that refuses writes refuses the
+// lease too. A standby whose leader holds the lease answers for nothing.
+func stalled(ctx context.Context, store *readmodel.Store, st projector.Status, bound time.Duration) error {
+	if st.Head <= st.Applied || st.Progress.IsZero() {
+		return nil
+	}
+	idle := time.Since(st.Progress)
+	if idle <= bound {
+		return nil
+	}
+	if !st.Leader {
+		held, err := store.LeaseHeld(ctx)
+		if err != nil {
+			return &api.NotReady{Reason: api.ReasonRedis, Err: err}
+		}
+		if held {
+			return nil
+		}
+	}
+	return &api.NotReady{Reason: api.ReasonStalled, Err: fmt.Errorf("%d events waiting, none applied for %s (bound %s); last error: %s",
+		st.Head-st.Applied, idle.Round(time.Second), bound, st.LastError)}
 }
 
 // connectNATS connects with unlimited reconnects. When background is set it

@@ -466,8 +466,8 @@ func TestServeAPIAndProjector(t *testing.T) {
 	list := "/v1/renders/" + demoRender + "/shares"
 
 	reason := wantJSONStatus(t, apiProc.mustGet(t, "/readyz", nil), http.StatusServiceUnavailable, "unavailable")
-	if !strings.Contains(reason, "no active generation") {
-		t.Errorf("/readyz reason = %q, want it to say there is no active generation", reason)
+	if reason != "no_active_generation" {
+		t.Errorf("/readyz reason = %q, want no_active_generation", reason)
 	}
 	r := apiProc.mustGet(t, list, demoAuth())
 	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
@@ -524,6 +524,11 @@ func TestRunConfigErrors(t *testing.T) {
 		{"negative DEDUPE_HORIZON", []string{"projector"}, map[string]string{"DEDUPE_HORIZON": "-1h"}, "-dedupe-horizon / DEDUPE_HORIZON"},
 		{"bad REDIS_URL", []string{"serve"}, map[string]string{"REDIS_URL": "http://x"}, "-redis-url / REDIS_URL"},
 		{"busy HTTP_ADDR", []string{"serve"}, map[string]string{"HTTP_ADDR": busy.Addr().String()}, "-http-addr / HTTP_ADDR"},
+		{"zero READY_STALL", []string{"serve"}, map[string]string{"READY_STALL": "0s"}, `-ready-stall / READY_STALL: got "0s", want a positive duration`},
+		{"negative -ready-stall", []string{"projector", "-ready-stall", "-1s"}, nil, "-ready-stall / READY_STALL"},
+		{"READY_STALL not a duration", []string{"serve"}, map[string]string{"READY_STALL": "soon"}, `READY_STALL: got "soon"`},
+		{"MAX_CONNS of 1", []string{"api"}, map[string]string{"MAX_CONNS": "1"}, `-max-conns / MAX_CONNS: got "1", want 2 or more`},
+		{"MAX_CONNS not a number", []string{"serve"}, map[string]string{"MAX_CONNS": "many"}, `MAX_CONNS: got "many", want an integer`},
 		{"unknown subcommand", []string{"serv"}, nil, `unknown subcommand "serv"`},
 		{"stray argument", []string{"api", "now"}, nil, `unexpected argument "now"`},
 	} {
