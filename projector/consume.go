@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -54,12 +55,17 @@ func (p *Projector) consume(ctx context.Context, r run) (err error) {
 		p.metrics.NATSErrors.Inc()
 		return fmt.Errorf("ordered consumer from %d: %w", r.from+1, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(2 * p.cfg.BatchSize))
+	// Both bounds hold at once: a pull asks for at most 2 × batch messages
+	// and at most fetchBytes, so a run of large events cannot make the
+	// server queue more for this connection than it will send before
+	// dropping it as a slow consumer.
+	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(2*p.cfg.BatchSize, p.fetchBytes()))
 	if err != nil {
 		p.metrics.NATSErrors.Inc()
 		return fmt.Errorf("messages: %w", err)
 	}
-	msgs, errc, stop := feed(it, 2*p.cfg.BatchSize)
+	held := newBudget(p.cfg.MaxFetchBytes)
+	msgs, errc, stop := feed(it, 2*p.cfg.BatchSize, held)
 	defer stop()
 
 	applied, saved := r.from, r.from
@@ -84,6 +90,7 @@ func (p *Projector) consume(ctx context.Context, r run) (err error) {
 	defer idle.Stop()
 	batch := make([]delivered, 0, p.cfg.BatchSize)
 	for {
+		clear(batch) // drop the applied messages, which the next batch may not overwrite
 		batch = batch[:0]
 		select {
 		case <-ctx.Done():
@@ -125,6 +132,7 @@ func (p *Projector) consume(ctx context.Context, r run) (err error) {
 		if err != nil {
 			return err
 		}
+		held.release(bytesOf(batch))
 		saved = applied
 		applied = batch[len(batch)-1].md.Sequence.Stream // applyBatch checked md
 		if err := p.checkControl(ctx, r, ctl); err != nil {
@@ -141,6 +149,7 @@ func (p *Projector) consume(ctx context.Context, r run) (err error) {
 // projector's CPU) overlaps with writing the current one to Redis.
 type delivered struct {
 	msg   jetstream.Msg
+	size  int // what it holds of the feed's budget
 	md    *jetstream.MsgMetadata
 	mdErr error
 	ev    events.Event
@@ -149,8 +158,11 @@ type delivered struct {
 
 // feed moves messages from the iterator to a channel, decoded, so the loop
 // can wait for the first message of a batch and take the rest without
-// waiting.
-func feed(it jetstream.MessagesContext, size int) (<-chan delivered, <-chan error, func()) {
+// waiting. The channel holds at most size messages, and each message holds
+// its size of held until the loop releases it after applying its batch:
+// messages taken from the iterator wait for room in held, so decoded events
+// waiting or being written to Redis stay within its bytes.
+func feed(it jetstream.MessagesContext, size int, held *budget) (<-chan delivered, <-chan error, func()) {
 	msgs := make(chan delivered, size)
 	errc := make(chan error, 1)
 	done := make(chan struct{})
@@ -163,7 +175,10 @@ func feed(it jetstream.MessagesContext, size int) (<-chan delivered, <-chan erro
 				}
 				return
 			}
-			d := delivered{msg: m}
+			d := delivered{msg: m, size: msgSize(m)}
+			if !held.take(d.size, done) {
+				return
+			}
 			if d.md, d.mdErr = m.Metadata(); d.mdErr == nil {
 				d.ev, d.err = events.Decode(m.Subject(), m.Data())
 			}
@@ -175,6 +190,81 @@ func feed(it jetstream.MessagesContext, size int) (<-chan delivered, <-chan erro
 		}
 	}()
 	return msgs, errc, func() { close(done); it.Stop() }
+}
+
+// fetchBytes bounds what one pull asks the server for: MaxFetchBytes, or
+// more when the server accepts messages so large that one would not fit
+// (the server counts a message's subject and reply subject too, and refuses
+// a pull that cannot take even its first message).
+func (p *Projector) fetchBytes() int {
+	return max(p.cfg.MaxFetchBytes, int(p.js.Conn().MaxPayload())+fetchSlack)
+}
+
+// fetchSlack is room for a message's subjects beyond its payload.
+const fetchSlack = 64 << 10
+
+// msgSize is about what a message takes in memory: its payload, subject
+// and headers (which count against the server's max payload too).
+func msgSize(m jetstream.Msg) int {
+	n := len(m.Data()) + len(m.Subject())
+	for k, vs := range m.Headers() {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+func bytesOf(batch []delivered) int {
+	n := 0
+	for _, d := range batch {
+		n += d.size
+	}
+	return n
+}
+
+// A budget bounds the bytes of messages that feed has taken from the
+// iterator and the loop has not applied yet.
+type budget struct {
+	mu    sync.Mutex
+	used  int
+	limit int
+	freed chan struct{} // signalled, without waiting, on each release
+}
+
+func newBudget(limit int) *budget {
+	return &budget{limit: limit, freed: make(chan struct{}, 1)}
+}
+
+// take reserves n bytes, waiting while others hold too much of the budget
+// for them to fit; a message larger than the whole budget goes through
+// alone, so none can stall the loop. It returns false if done closes first.
+func (b *budget) take(n int, done <-chan struct{}) bool {
+	for {
+		b.mu.Lock()
+		if b.used == 0 || b.used+n <= b.limit {
+			b.used += n
+			b.mu.Unlock()
+			return true
+		}
+		b.mu.Unlock()
+		select {
+		case <-b.freed:
+		case <-done:
+			return false
+		}
+	}
+}
+
+// release returns n bytes to the budget.
+func (b *budget) release(n int) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+	select {
+	case b.freed <- struct{}{}:
+	default:
+	}
 }
 
 func seqOf(m jetstream.Msg) uint64 {

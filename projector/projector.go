@@ -21,6 +21,12 @@ type Config struct {
 	LeaseTTL   time.Duration // how long a dead projector keeps the lease (default 5s)
 	DropGrace  time.Duration // how long a replaced generation stays readable (default 5s)
 	MaxBackoff time.Duration // longest pause between retries (default 5s)
+	// MaxFetchBytes bounds the events in memory (default 8 MiB): a pull
+	// asks the server for at most this many bytes (raised to fit one
+	// message of the server's max payload), at most two pulls are
+	// outstanding, and events taken from the stream but not yet applied
+	// stay within it too, so at most about 3 × MaxFetchBytes are held.
+	MaxFetchBytes int
 }
 
 func (c *Config) defaults() {
@@ -35,6 +41,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 5 * time.Second
+	}
+	if c.MaxFetchBytes <= 0 {
+		c.MaxFetchBytes = 8 << 20
 	}
 }
 
