@@ -123,12 +123,12 @@ func (p *Projector) deadLetterOrigin(ctx context.Context, r run, o origin, trigg
 		return err
 	}
 	minimal := newCopy(o, d.createdID(), trigger, code, field, reason, limit, true)
-	minimal.Header.Set(HeaderRefused, clip(clean(err.Error()), maxReason))
+	minimal.Header.Set(HeaderRefused, clip(clean(refusalText(err)), maxReason))
 	label, err2 := p.publishCopy(ctx, d, minimal, o, code, field, reason)
 	if label == "" {
 		return err2
 	}
-	return p.recordFailure(ctx, d, o, trigger, code, field, reason, label, errors.Join(err, err2))
+	return p.recordFailure(ctx, d, o, trigger, code, field, reason, label, refusalText(err)+"; without its body: "+refusalText(err2))
 }
 
 // publishCopy publishes a dead letter. It returns the refusal's label and
@@ -340,6 +340,16 @@ func clip(s string, n int) string {
 		s = s[:len(s)-1]
 	}
 	return s + "…"
+}
+
+// refusalText is what an operator needs of a refusal: the server's
+// description and code, or the client's error.
+func refusalText(err error) string {
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		return fmt.Sprintf("%s (err_code %d)", api.Description, api.ErrorCode)
+	}
+	return err.Error()
 }
 
 // refusal reports whether err is the dead-letter stream (or the client)

@@ -255,12 +255,12 @@ type Failure struct {
 // recordFailure records an event the dead-letter stream refused for good,
 // logs it, counts it under label and passes it over. Only a transient
 // failure to record it returns an error.
-func (p *Projector) recordFailure(ctx context.Context, d *deadLetters, o origin, trigger uint64, code, field, reason, label string, refused error) error {
+func (p *Projector) recordFailure(ctx context.Context, d *deadLetters, o origin, trigger uint64, code, field, reason, label, refused string) error {
 	f := Failure{
 		Stream: d.createdID(), Seq: o.seq, Subject: o.subject, Time: o.time.UTC(),
 		MsgID: clip(escape(o.header.Get(jetstream.MsgIDHeader), false), 1024), Trigger: trigger,
 		Code: code, Field: clip(field, maxField), Reason: clip(reason, maxReason), Size: len(o.data),
-		Refusal: clip(refused.Error(), maxReason), Recorded: time.Now().UTC(),
+		Refusal: clip(refused, 2*maxReason), Recorded: time.Now().UTC(),
 	}
 	where := "only in this log: the dead-letter bucket is unavailable"
 	if d != nil && d.kv != nil {
@@ -283,7 +283,7 @@ func (p *Projector) recordFailure(ctx context.Context, d *deadLetters, o origin,
 	p.metrics.DeadLetterFailed.WithLabelValues(label).Inc()
 	p.logger.ErrorContext(ctx, "event NOT dead-lettered: the dead-letter stream refused it even without its body; passed over",
 		"stream_seq", o.seq, "subject", o.subject, "trigger_seq", trigger, "code", code, "field", f.Field, "reason", f.Reason,
-		"refusal", label, "err", refused, "record", where)
+		"refusal", label, "err", f.Refusal, "record", where)
 	return nil
 }
 

@@ -39,7 +39,13 @@ type deadLetter struct {
 	EventID         string    `json:"eventId,omitempty"`
 	Reason          string    `json:"reason"`
 	Field           string    `json:"field"`
-	Body            string    `json:"body,omitempty"` // masked; only with -show-body
+	Truncated       string    `json:"truncated,omitempty"` // what the copy lacks: "body N", "headers N"
+	// NotStored marks a bad event the dead-letter stream refused even as a
+	// headers-only copy: the projector recorded it in its bucket instead
+	// (Seq is 0, Time is the event's); its body is still in CRAFTKIT.
+	NotStored bool   `json:"notStored,omitempty"`
+	Refusal   string `json:"refusal,omitempty"` // why the stream refused the (full) copy
+	Body      string `json:"body,omitempty"`    // masked; only with -show-body
 
 	data []byte
 }
@@ -52,8 +58,9 @@ func newDeadLetter(m *jetstream.RawStreamMsg) deadLetter {
 	seq, _ := strconv.ParseUint(m.Header.Get(projector.HeaderSeq), 10, 64)
 	d := deadLetter{
 		Seq: m.Sequence, Time: m.Time.UTC(), OriginalSubject: subject, OriginalSeq: seq,
-		OriginalMsgID: m.Header.Get(projector.HeaderMsgID),
+		OriginalMsgID: projector.UnescapeHeader(m.Header.Get(projector.HeaderMsgID)),
 		Reason:        m.Header.Get(projector.HeaderReason), Field: m.Header.Get(projector.HeaderField),
+		Truncated: m.Header.Get(projector.HeaderTruncated), Refusal: m.Header.Get(projector.HeaderRefused),
 		EventID: eventID(m.Data), data: m.Data,
 	}
 	if d.EventID == "" {
@@ -145,16 +152,86 @@ func runDeadletterList(ctx context.Context, env *environment, args []string) err
 		list = append(list, *d)
 		seq = d.Seq + 1
 	}
+	failed, err := notStored(ctx, js, *limit, *showBody)
+	if err != nil {
+		return err
+	}
 	if *asJSON {
 		enc := json.NewEncoder(env.stdout)
-		for _, d := range list {
+		for _, d := range append(list, failed.list...) {
 			if err := enc.Encode(d); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	return printDeadLetters(env.stdout, list, total)
+	if err := printDeadLetters(env.stdout, list, total); err != nil {
+		return err
+	}
+	return printNotStored(env.stdout, failed)
+}
+
+// failures are the bad events the projector recorded in its bucket because
+// the dead-letter stream refused them.
+type failures struct {
+	list  []deadLetter
+	total int
+}
+
+// notStored reads at most limit recorded failures, with their bodies from
+// CRAFTKIT (masked) when showBody is set and the stream still holds them.
+func notStored(ctx context.Context, js jetstream.JetStream, limit int, showBody bool) (failures, error) {
+	fs, err := projector.Failures(ctx, js)
+	if err != nil {
+		return failures{}, err
+	}
+	out := failures{total: len(fs)}
+	var origin jetstream.Stream
+	if s, err := js.Stream(ctx, events.Stream); err == nil {
+		origin = s
+	}
+	for _, f := range fs[:min(len(fs), limit)] {
+		d := deadLetter{
+			Time: f.Time, OriginalSubject: f.Subject, OriginalSeq: f.Seq, OriginalMsgID: projector.UnescapeHeader(f.MsgID),
+			Reason: f.Reason, Field: f.Field, Truncated: "body " + strconv.Itoa(f.Size), NotStored: true, Refusal: f.Refusal,
+		}
+		d.EventID = d.OriginalMsgID
+		if origin != nil && origin.CachedInfo().Created.UTC().Format(time.RFC3339Nano) == f.Stream {
+			if m, err := origin.GetMsg(ctx, f.Seq); err == nil {
+				if id := eventID(m.Data); id != "" {
+					d.EventID = id
+				}
+				if showBody {
+					d.Body = maskSecrets(m.Data)
+				}
+			}
+		}
+		out.list = append(out.list, d)
+	}
+	return out, nil
+}
+
+func printNotStored(out io.Writer, f failures) error {
+	if f.total == 0 {
+		return nil
+	}
+	fmt.Fprintf(out, "\nNOT STORED: %d bad events the dead-letter stream refused even without their body; the projector recorded them in bucket %s and passed over them (their bodies stay in %s):\n",
+		f.total, projector.DeadLetterBucket, events.Stream)
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "TIME\tORIGINAL SUBJECT\tORIGINAL SEQ\tREASON\tREFUSED")
+	for _, d := range f.list {
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", d.Time.Format(time.RFC3339), printable(d.OriginalSubject), d.OriginalSeq, printable(d.Reason), printable(d.Refusal))
+		if d.Body != "" {
+			fmt.Fprintf(w, "\t\t\tbody: %s\t\n", printable(d.Body))
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if len(f.list) < f.total {
+		fmt.Fprintf(out, "showing %d of %d events not stored (raise -limit for more)\n", len(f.list), f.total)
+	}
+	return nil
 }
 
 func printDeadLetters(out io.Writer, list []deadLetter, total uint64) error {
@@ -165,7 +242,11 @@ func printDeadLetters(out io.Writer, list []deadLetter, total uint64) error {
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "SEQ\tTIME\tORIGINAL SUBJECT\tORIGINAL SEQ\tREASON")
 	for _, d := range list {
-		fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%s\n", d.Seq, d.Time.Format(time.RFC3339), d.OriginalSubject, d.OriginalSeq, d.Reason)
+		reason := d.Reason
+		if d.Truncated != "" {
+			reason += " [copy lacks " + d.Truncated + "]"
+		}
+		fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%s\n", d.Seq, d.Time.Format(time.RFC3339), printable(d.OriginalSubject), d.OriginalSeq, printable(reason))
 		if d.Body != "" {
 			// As many cells as a row, so the columns stay aligned; the
 			// body sits under REASON.
