@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"unicode/utf8"
 )
@@ -28,6 +27,31 @@ const (
 // event's type and entity travel on. Unknown fields are otherwise ignored.
 // Decode never puts a key hash, or the bytes of invalid text, in an error.
 func Decode(subject string, data []byte) (Event, error) {
+	ev, err := decode(data)
+	if err != nil {
+		return Event{}, err
+	}
+	if err := checkSubject(subject, ev); err != nil {
+		return Event{}, err
+	}
+	return ev, nil
+}
+
+// DecodeBody is Decode for a publisher, who has no subject yet: it checks
+// everything but the subject, and the event's Subject is the one to send it
+// on (Decode accepts it). One pass over data gives the subject, the message
+// id (the event's ID) and the check.
+func DecodeBody(data []byte) (Event, error) {
+	ev, err := decode(data)
+	if err != nil {
+		return Event{}, err
+	}
+	return ev, nil
+}
+
+// decode is Decode without the subject check. It returns a *DecodeError so
+// that callers turn it into an error only when it is not nil.
+func decode(data []byte) (Event, *DecodeError) {
 	if len(data) > MaxSize {
 		return Event{}, &DecodeError{Field: "$", Reason: fmt.Sprintf("got %d bytes, want at most %d", len(data), MaxSize)}
 	}
@@ -51,9 +75,6 @@ func Decode(subject string, data []byte) (Event, error) {
 	ev.Data = payload(ev.Type, d)
 	if d.err != nil {
 		return Event{}, d.err
-	}
-	if err := checkSubject(subject, ev); err != nil {
-		return Event{}, err
 	}
 	return ev, nil
 }
@@ -91,84 +112,20 @@ func invalidUTF8At(data []byte, i int) bool {
 	return r == utf8.RuneError && size == 1
 }
 
-// payload reads the data of an event of type t.
-func payload(t Type, d *fields) any {
-	switch t {
-	case TypeRenderCreated, TypeRenderDeleted:
-		return &Empty{}
-	case TypeShareCreated:
-		return &ShareCreated{
-			ShareID:        d.str("shareId", maxShareID),
-			Channel:        d.oneOf("channel", "link", "email"),
-			RecipientEmail: d.nullableStr("recipientEmail", anyLength),
-			Message:        d.nullableStr("message", MaxMessage),
-			ExpiresAt:      d.nullableTimestamp("expiresAt"),
-			CreatedAt:      d.timestamp("createdAt"),
-			ShareToken:     d.str("shareToken", maxShareToken),
-		}
-	case TypeShareRevoked:
-		return &ShareRevoked{
-			ShareID:   d.str("shareId", maxShareID),
-			RevokedAt: d.timestamp("revokedAt"),
-			Reason:    d.nullableStr("reason", anyLength),
-		}
-	case TypeShareViewed:
-		return &ShareViewed{
-			ShareID:  d.str("shareId", maxShareID),
-			ViewedAt: d.timestamp("viewedAt"),
-		}
-	case TypeAPIKeyCreated:
-		return &APIKeyCreated{
-			KeyID:       d.keyID(),
-			KeyHash:     d.keyHash(),
-			Environment: d.oneOf("environment", "live", "test"),
-		}
-	case TypeAPIKeyRevoked:
-		return &APIKeyRevoked{KeyID: d.keyID()}
-	case TypeProjectUpdated:
-		return &ProjectUpdated{ShareBase: d.shareBase()}
-	}
-	// A type was added to Types without a payload here.
-	d.err = &DecodeError{Field: "type", Reason: fmt.Sprintf("no decoder for event type %q", t)}
-	return nil
-}
-
 // checkSubject reports whether subject is the one ev travels on. A UUID
 // entity may come in any case; a key id must match exactly.
 func checkSubject(subject string, ev Event) *DecodeError {
 	if !utf8.ValidString(subject) {
 		return &DecodeError{Field: "subject", Reason: "invalid UTF-8"}
 	}
-	entity := ev.Entity()
+	entity, uuid := ev.entity()
 	tail, ok := strings.CutPrefix(subject, Subject(ev.Type, ""))
-	match := IsUUID(tail) && strings.ToLower(tail) == entity
-	if ev.Type == TypeAPIKeyCreated || ev.Type == TypeAPIKeyRevoked {
-		match = tail == entity
+	match := tail == entity
+	if uuid {
+		match = IsUUID(tail) && strings.ToLower(tail) == entity
 	}
 	if ok && match {
 		return nil
 	}
-	return &DecodeError{Field: "subject", Reason: fmt.Sprintf("got %s, want %s", quoteSubject(subject), quoteSubject(Subject(ev.Type, entity)))}
-}
-
-// checkShareBase returns why s is not a valid share base, or "".
-func checkShareBase(s string) string {
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return "not a valid URL"
-	case u.Scheme == "":
-		return "got a relative URL, want an absolute http or https URL"
-	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Sprintf("got scheme %s, want http or https", quote(u.Scheme))
-	case u.Hostname() == "":
-		return "has no host, want an absolute http or https URL"
-	case u.User != nil:
-		return "has user info, want none"
-	case strings.ContainsAny(s, "?#"):
-		return "has a query or fragment, want neither"
-	case strings.HasSuffix(s, "//"):
-		return `ends with "//", want at most one trailing slash`
-	}
-	return ""
+	return &DecodeError{Field: "subject", Reason: fmt.Sprintf("got %s, want %s", quoteSubject(subject), quoteSubject(ev.Subject()))}
 }

@@ -1,7 +1,3 @@
-// Package events is the wire contract of Craftkit's share events: the
-// envelope, the payload of each event type, the subjects they travel on and
-// Decode, which checks every field. It is pure Go with no NATS or Redis
-// client, so every other package (and the fuzzer) can use it.
 package events
 
 import (
@@ -27,42 +23,9 @@ const (
 	MaxID = 128
 )
 
-// Type is an event type such as "share.created".
-type Type string
-
-// The event types of the contract. The payload types drop the prefix:
-// TypeShareCreated carries a *ShareCreated.
-const (
-	TypeRenderCreated  Type = "render.created"
-	TypeRenderDeleted  Type = "render.deleted"
-	TypeShareCreated   Type = "share.created"
-	TypeShareRevoked   Type = "share.revoked"
-	TypeShareViewed    Type = "share.viewed"
-	TypeAPIKeyCreated  Type = "apikey.created"
-	TypeAPIKeyRevoked  Type = "apikey.revoked"
-	TypeProjectUpdated Type = "project.updated"
-)
-
-// Types lists every known event type.
-var Types = []Type{TypeRenderCreated, TypeRenderDeleted, TypeShareCreated, TypeShareRevoked, TypeShareViewed, TypeAPIKeyCreated, TypeAPIKeyRevoked, TypeProjectUpdated}
-
-// Known reports whether t is a type of the contract.
-func (t Type) Known() bool {
-	for _, k := range Types {
-		if t == k {
-			return true
-		}
-	}
-	return false
-}
-
-// RenderScoped reports whether events of type t belong to a render (their
-// subject ends with the render id and they carry renderId).
-func (t Type) RenderScoped() bool {
-	return strings.HasPrefix(string(t), "render.") || strings.HasPrefix(string(t), "share.")
-}
-
-// Subject is the subject an event of type t about entity travels on.
+// Subject is the subject an event of type t about entity travels on:
+// craftkit.<type>.<entity>. Subject(t, "*") is a filter for every event
+// of type t.
 func Subject(t Type, entity string) string { return SubjectPre + string(t) + "." + entity }
 
 // RenderSubjects are the filters that match every event of one render:
@@ -93,70 +56,13 @@ type Event struct {
 // render and share events, the key id for apikey events, the project id for
 // project events.
 func (e Event) Entity() string {
-	switch {
-	case e.Type.RenderScoped():
-		return e.RenderID
-	case e.Type == TypeAPIKeyCreated:
-		return e.Data.(*APIKeyCreated).KeyID
-	case e.Type == TypeAPIKeyRevoked:
-		return e.Data.(*APIKeyRevoked).KeyID
-	default:
-		return e.ProjectID
-	}
+	id, _ := e.entity()
+	return id
 }
 
-// Empty is the payload of render.created and render.deleted.
-type Empty struct{}
-
-// ShareCreated is the payload of share.created. Nil pointers are JSON null.
-type ShareCreated struct {
-	ShareID        string
-	Channel        string // "link" or "email"
-	RecipientEmail *string
-	Message        *string
-	ExpiresAt      *time.Time
-	CreatedAt      time.Time
-	ShareToken     string
-}
-
-// ShareRevoked is the payload of share.revoked.
-type ShareRevoked struct {
-	ShareID   string
-	RevokedAt time.Time
-	Reason    *string
-}
-
-// ShareViewed is the payload of share.viewed.
-type ShareViewed struct {
-	ShareID  string
-	ViewedAt time.Time
-}
-
-// APIKeyCreated is the payload of apikey.created. KeyHash is the lowercase
-// hex SHA-256 of the whole plaintext key; the plaintext never travels.
-type APIKeyCreated struct {
-	KeyID       string
-	KeyHash     string
-	Environment string // "live" or "test"
-}
-
-// APIKeyRevoked is the payload of apikey.revoked.
-type APIKeyRevoked struct {
-	KeyID string
-}
-
-// ProjectUpdated is the payload of project.updated. ShareBase is nil when the
-// project uses the default share domain; it never ends with a slash.
-type ProjectUpdated struct {
-	ShareBase *string
-}
-
-// A DecodeError explains why an event was rejected. Field is a JSON path
-// such as "data.shareId" ("subject" for the subject, "$" for the whole
-// message); Reason is written for an operator.
-type DecodeError struct{ Field, Reason string }
-
-func (e *DecodeError) Error() string { return "events: " + e.Field + ": " + e.Reason }
+// Subject is the subject e travels on, with UUIDs in lowercase: the one a
+// publisher sends it on and that filters such as RenderSubjects match.
+func (e Event) Subject() string { return Subject(e.Type, e.Entity()) }
 
 // TimeFormat is how every time leaves the service: UTC, milliseconds.
 const TimeFormat = "2006-01-02T15:04:05.000Z"

@@ -199,19 +199,18 @@ func (f *fields) keyHash() string {
 	return s
 }
 
-// shareBase reads data.shareBase, an absolute http or https URL or null,
-// and strips one trailing slash from it.
+// shareBase reads data.shareBase, a share base (see ShareBase) or null.
 func (f *fields) shareBase() *string {
 	s, ok := f.text("shareBase", true)
 	if !ok {
 		return nil
 	}
-	if reason := checkShareBase(s); reason != "" {
-		f.fail("shareBase", "%s", reason)
+	base, err := ShareBase(s)
+	if err != nil {
+		f.fail("shareBase", "%s", err)
 		return nil
 	}
-	s = strings.TrimSuffix(s, "/")
-	return &s
+	return &base
 }
 
 // kind names the JSON type of a valid JSON value.
