@@ -151,7 +151,7 @@ func (p *Projector) publishCopy(ctx context.Context, d *deadLetters, out *nats.M
 		return "", nil // a redelivery of one already dead-lettered: logged and counted then
 	}
 	p.metrics.DeadLettered.WithLabelValues(code).Inc()
-	p.logger.WarnContext(ctx, "event dead-lettered", "stream_seq", o.seq, "subject", o.subject, "field", field, "reason", reason,
+	p.logger.WarnContext(ctx, "event dead-lettered", "stream_seq", o.seq, "subject", clip(o.subject, maxDLSubject), "field", clip(field, maxField), "reason", clip(reason, maxReason),
 		"truncated", out.Header.Get(HeaderTruncated))
 	return "", nil
 }
