@@ -11,7 +11,7 @@
 //	│ feed chan   │───────────────▶│ one pipeline:                          │
 //	└─────────────┘  decode each    │   EVALSHA apply (one per event, guarded │
 //	       │ bad → CRAFTKIT_         │     by the entity's last applied seq)   │
-//	       │ DEADLETTER (+headers)   │   setPos(G, end of PREVIOUS batch)      │
+//	       │ DEADLETTER (own hdrs)   │   setPos(G, end of PREVIOUS batch)      │
 //	       ▼                         │   PUBLISH sharesd:applied <seq>         │
 //	  next batch ◀───────────────────│   HGETALL ctl (handover? flushed?)     │
 //	                                └────────────────────────────────────────┘

@@ -13,7 +13,8 @@ import (
 // deadLetterHeld dead-letters the events that other projects sent for a
 // render before trigger registered it to its project (see
 // readmodel.Result): they are read back from the stream by sequence. One
-// the stream no longer holds is logged and counted, and passed over.
+// the stream no longer holds is recorded as not stored (see recordFailure)
+// and passed over.
 func (p *Projector) deadLetterHeld(ctx context.Context, r run, trigger uint64, seqs []uint64) error {
 	if len(seqs) == 0 {
 		return nil
@@ -25,11 +26,22 @@ func (p *Projector) deadLetterHeld(ctx context.Context, r run, trigger uint64, s
 	}
 	const reason = "projectId is not the project that registered the render"
 	for _, seq := range seqs {
+		done, err := r.dead.handled(ctx, seq, trigger)
+		if err != nil {
+			return err
+		}
+		if done {
+			continue // a replay: dead-lettered when the render was first registered
+		}
 		m, err := s.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			p.metrics.DeadLetterFailed.WithLabelValues("gone_from_stream").Inc()
-			p.logger.WarnContext(ctx, "held event gone from the stream: not dead-lettered",
-				"stream_seq", seq, "registered_at", trigger)
+			// Recorded like a copy the dead-letter stream refused, so
+			// `sharesd deadletter list` shows it.
+			gone := origin{seq: seq}
+			if err := p.recordFailure(ctx, r.dead, gone, trigger, "project_mismatch", "projectId", reason,
+				"gone_from_stream", "the event is no longer in the stream"); err != nil {
+				return err
+			}
 			continue
 		}
 		if err != nil {

@@ -42,7 +42,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		DeadLetterFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sharesd_events_deadletter_failed_total",
-			Help: "Bad events the dead-letter stream refused even as a headers-only copy, recorded in the SHARESD_DEADLETTER bucket and passed over, by refusal (too_large, header, subject, stream_full, sealed, refused).",
+			Help: "Bad events the dead-letter stream refused even as a headers-only copy, recorded in the SHARESD_DEADLETTER bucket and passed over, by refusal (too_large, header, subject, stream_full, sealed, refused), or held events gone from the stream before their render was registered (gone_from_stream).",
 		}, []string{"reason"}),
 		Redeliveries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sharesd_redeliveries_total",

@@ -73,10 +73,10 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream) error {
 			err = nil
 		}
 	}
-	if err != nil {
+	if _, permanent := refusal(err); err != nil && !permanent {
 		return fmt.Errorf("bucket %s: %w", DeadLetterBucket, err)
 	}
-	return nil
+	return nil // refused for good: the projector runs without it and says so
 }
 
 // HistoryRisks lists what in the stream's configuration deletes history,
