@@ -89,6 +89,31 @@ func TestListAllocations(t *testing.T) {
 	}
 }
 
+// TestRenderAllocations checks, with the body cache off so that every
+// request renders its body, that rendering allocates nothing per share:
+// List.Shares and appendShare work in the reply's and the body's bytes.
+func TestRenderAllocations(t *testing.T) {
+	w := sizedWorld(t, 1000, 10)
+	h := w.handler(api.NewPositions(), api.Config{BodyCacheBytes: -1})
+	allocs := func(render string) float64 {
+		req := listRequest(render)
+		serve := func() {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusOK {
+				t.Fatalf("status %d, want 200", rec.Code)
+			}
+		}
+		serve()
+		return testing.AllocsPerRun(20, serve)
+	}
+	small, large := allocs(uuidN(10)), allocs(uuidN(1000))
+	t.Logf("allocations per rendered body: %.0f for 10 shares, %.0f for 1000 shares", small, large)
+	if large > small+10 {
+		t.Errorf("allocations per rendered body: %.0f for 1000 shares, want about the %.0f for 10", large, small)
+	}
+}
+
 // BenchmarkListShares measures the handler in process, for renders of
 // several sizes, answering 200 and 304.
 func BenchmarkListShares(b *testing.B) {

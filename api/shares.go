@@ -84,7 +84,7 @@ func handleListShares(logger *slog.Logger, store Store, positions *Positions, cf
 			bp := bufs.Get().(*[]byte)
 			defer bufs.Put(bp)
 			body = append((*bp)[:0], `{"shares":`...)
-			body, err = list.AppendJSON(body, cfg.ShareBase)
+			body, err = appendShares(body, list, cfg.ShareBase)
 			if err != nil {
 				h.Del("ETag")
 				logger.ErrorContext(ctx, "render shares", "request_id", requestID(ctx), "render_id", id, "err", err)

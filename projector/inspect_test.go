@@ -2,7 +2,6 @@ package projector_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -12,23 +11,12 @@ import (
 
 	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/projector"
+	refmodel "github.com/craftkit/sharesd/projector/model"
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
 
 // share is one row of a list as the API renders it.
-type share struct {
-	ID             string  `json:"id"`
-	Channel        string  `json:"channel"`
-	RecipientEmail *string `json:"recipientEmail"`
-	Message        *string `json:"message"`
-	RevokedAt      *string `json:"revokedAt"`
-	RevokedReason  *string `json:"revokedReason"`
-	ExpiresAt      *string `json:"expiresAt"`
-	CreatedAt      string  `json:"createdAt"`
-	ShareToken     string  `json:"shareToken"`
-	ClickCount     int     `json:"clickCount"`
-	ShareURL       string  `json:"shareUrl"`
-}
+type share = refmodel.Share
 
 // list reads a render's shares as the API would render them.
 func (e *env) list(t testing.TB, project, render string) ([]share, error) {
@@ -42,13 +30,9 @@ func (e *env) list(t testing.TB, project, render string) ([]share, error) {
 
 func decodeList(t testing.TB, l *readmodel.List) []share {
 	t.Helper()
-	b, err := l.AppendJSON(nil, defaultBase)
+	out, err := projector.ModelShares(l, defaultBase)
 	if err != nil {
-		t.Fatalf("render list: %v", err)
-	}
-	var out []share
-	if err := json.Unmarshal(b, &out); err != nil {
-		t.Fatalf("decode list %s: %v", b, err)
+		t.Fatalf("read list: %v", err)
 	}
 	return out
 }
@@ -67,7 +51,7 @@ func (e *env) mustList(t testing.TB, project, render string) []share {
 func clicks(l []share) map[string]int {
 	m := make(map[string]int, len(l))
 	for _, s := range l {
-		m[s.ID] = s.ClickCount
+		m[s.ID] = int(s.ClickCount)
 	}
 	return m
 }

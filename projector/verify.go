@@ -1,6 +1,7 @@
 package projector
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -144,15 +145,47 @@ func readRender(ctx context.Context, store *readmodel.Store, project, id, base s
 	if err != nil {
 		return nil, 0, fmt.Errorf("read render %s: %w", id, err)
 	}
-	b, err := l.AppendJSON(nil, base)
+	shares, err := modelShares(l, base)
 	if err != nil {
-		return nil, 0, err
-	}
-	shares := []model.Share{}
-	if err := json.Unmarshal(b, &shares); err != nil {
 		return nil, 0, fmt.Errorf("render %s: %w", id, err)
 	}
 	return shares, l.Seq, nil
+}
+
+// modelShares is l as the reference model lists it: what the API renders,
+// with share URLs under the project's share base or else defaultBase.
+func modelShares(l *readmodel.List, defaultBase string) ([]model.Share, error) {
+	base := cmp.Or(l.ShareBase, defaultBase)
+	shares := []model.Share{}
+	for v, err := range l.Shares() {
+		if err != nil {
+			return nil, err
+		}
+		shares = append(shares, modelShare(&v, base))
+	}
+	return shares, nil
+}
+
+// modelShare is v as the reference model holds it.
+func modelShare(v *readmodel.Share, base string) model.Share {
+	str := func(s readmodel.NullString) *string {
+		if !s.Valid {
+			return nil
+		}
+		t := string(s.B)
+		return &t
+	}
+	at := func(t readmodel.NullMillis) *string {
+		if !t.Valid {
+			return nil
+		}
+		s := events.FormatMillis(t.Ms)
+		return &s
+	}
+	return model.Share{ID: string(v.ID), Channel: v.Channel, RecipientEmail: str(v.RecipientEmail), Message: str(v.Message),
+		RevokedAt: at(v.RevokedAt), RevokedReason: str(v.RevokedReason), ExpiresAt: at(v.ExpiresAt),
+		CreatedAt: events.FormatMillis(v.CreatedAt), ShareToken: string(v.ShareToken), ClickCount: v.ClickCount,
+		ShareURL: base + "/share/" + string(v.ShareToken)}
 }
 
 func verifyKeys(ctx context.Context, store *readmodel.Store, m *model.Model, diffs []Diff) (int, []Diff) {

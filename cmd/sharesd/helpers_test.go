@@ -106,7 +106,7 @@ func (f *faultEnv) activePos(t testing.TB) uint64 {
 // dropLease deletes the projector lease of a process that was killed.
 func (f *faultEnv) dropLease(t testing.TB) {
 	t.Helper()
-	if err := f.store.Client().Del(context.Background(), "sharesd:{meta}:lease").Err(); err != nil {
+	if err := f.redis.Client(t).Del(context.Background(), "sharesd:{meta}:lease").Err(); err != nil {
 		t.Fatalf("drop lease: %v", err)
 	}
 }
@@ -141,7 +141,7 @@ func (f *faultEnv) maxRenderSeq(t testing.TB) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rdb := f.store.Client()
+	rdb := f.redis.Client(t)
 	var top uint64
 	it := rdb.Scan(ctx, 0, "sharesd:"+ctl.Active+":{*}:render", 1000).Iterator()
 	for it.Next(ctx) {
@@ -186,15 +186,10 @@ func (f *faultEnv) checkExact(t *testing.T, w *faultWork) {
 		if err != nil {
 			t.Fatalf("list %s: %v", r, err)
 		}
-		b, err := l.AppendJSON(nil, faultBase)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var shares []faultShare
-		if err := json.Unmarshal(b, &shares); err != nil {
-			t.Fatal(err)
-		}
-		for _, s := range shares {
+		for s, err := range l.Shares() {
+			if err != nil {
+				t.Fatal(err)
+			}
 			total += s.ClickCount
 		}
 	}

@@ -40,52 +40,24 @@ func benchPacked(n int) []byte {
 	return packed
 }
 
-// BenchmarkAppendJSON measures rendering a list as the API's JSON, without
-// Redis: the Go cost of a response body. It should allocate nothing once
-// the buffer is large enough.
-func BenchmarkAppendJSON(b *testing.B) {
+// BenchmarkShares measures reading a list's shares without Redis: the Go
+// cost of a response body before the API renders it. It allocates nothing.
+func BenchmarkShares(b *testing.B) {
 	for _, n := range []int{1, 10, 100, 1000} {
 		b.Run(fmt.Sprintf("shares=%d", n), func(b *testing.B) {
 			l := &List{packed: benchPacked(n)}
-			buf, err := l.AppendJSON(nil, "https://share.example")
-			if err != nil {
-				b.Fatal(err)
-			}
 			if got := l.Len(); got != n {
 				b.Fatalf("Len() = %d, want %d", got, n)
 			}
-			b.SetBytes(int64(len(buf)))
+			b.SetBytes(int64(len(l.packed)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if buf, err = l.AppendJSON(buf[:0], "https://share.example"); err != nil {
-					b.Fatal(err)
+				for _, err := range l.Shares() {
+					if err != nil {
+						b.Fatal(err)
+					}
 				}
 			}
 		})
-	}
-}
-
-// TestAppendMillis checks the fast time formatting against
-// events.AppendMillis (time.Time.AppendFormat) over its whole range and
-// beyond it.
-func TestAppendMillis(t *testing.T) {
-	t.Parallel()
-	check := func(ms int64) {
-		if got, want := string(appendMillis(nil, ms)), string(events.AppendMillis(nil, ms)); got != want {
-			t.Fatalf("appendMillis(%d) = %s, want %s", ms, got, want)
-		}
-	}
-	for _, ms := range []int64{0, 1, 999, 1000, 86399999, 86400000, 951782400000, 951868800000, 4107542400000,
-		maxFastMillis, maxFastMillis + 1, -1, -86400001, 1<<62 - 1, -1 << 62} {
-		check(ms)
-	}
-	// Every day from 1970 to 2109, then every 5th day to 9999 (5 and the
-	// 1461 days of four years are coprime, so one leap day in five is met
-	// in every century), at a varying time of day.
-	for d := int64(0); d <= maxFastMillis/86400000; d++ {
-		if d > 51000 && d%5 != 0 {
-			continue
-		}
-		check(d*86400000 + (d*7919337)%86400000)
 	}
 }

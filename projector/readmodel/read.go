@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"strconv"
 	"strings"
 
@@ -54,7 +55,7 @@ func (s *Store) List(ctx context.Context, projectID, renderID string, have *Vers
 		listErr error
 	)
 	err := s.resolve(ctx, func(p redis.Pipeliner, gen string) func() error {
-		read := evalsha(ctx, p, readRender, renderKeysOf(gen, renderID).slice()[:5], projectID, ifVer)
+		read := evalsha(ctx, p, readRender, renderKeysOf(gen, renderID).read(), projectID, ifVer)
 		pc := p.HMGet(ctx, projectKeys(gen, projectID)[0], "base", "ver")
 		return func() error {
 			res, listErr = read.Result()
@@ -100,47 +101,86 @@ func (s *Store) List(ctx context.Context, projectID, renderID string, have *Vers
 	return l, nil
 }
 
+// read is the keys readRender takes: render, shares, recs, clicks, revoked.
+func (k renderKeys) read() []string { return k[kRender : kRevoked+1] }
+
 func uintOf(v any) uint64 {
 	s, _ := v.(string)
 	n, _ := strconv.ParseUint(s, 10, 64)
 	return n
 }
 
-// AppendJSON appends the list as the API's JSON array of shares, with share
-// URLs under the project's share base, or defaultBase when it has none.
-func (l *List) AppendJSON(dst []byte, defaultBase string) ([]byte, error) {
-	base := l.ShareBase
-	if base == "" {
-		base = defaultBase
+// A Share is one share of a List as stored, for the API to render: the
+// contract's fields without the share URL, which the API makes from the
+// token. Its byte slices point into the List and are valid as long as it
+// is; they must not be changed. Times are milliseconds since the epoch.
+type Share struct {
+	ID             []byte
+	Channel        string // "link" or "email"
+	RecipientEmail NullString
+	Message        NullString
+	RevokedAt      NullMillis
+	RevokedReason  NullString
+	ExpiresAt      NullMillis
+	CreatedAt      int64
+	ShareToken     []byte
+	ClickCount     int64
+}
+
+// NullString is a string that may be null (Valid false).
+type NullString struct {
+	B     []byte
+	Valid bool
+}
+
+// NullMillis is a time in milliseconds since the epoch that may be null
+// (Valid false).
+type NullMillis struct {
+	Ms    int64
+	Valid bool
+}
+
+// Shares yields the list's shares, newest first (ties by id descending).
+// A corrupt share ends it with an error. It allocates nothing.
+func (l *List) Shares() iter.Seq2[Share, error] {
+	return func(yield func(Share, error) bool) {
+		for b := l.packed; len(b) > 0; {
+			s, rest, err := nextShare(b)
+			if err != nil {
+				yield(Share{}, err)
+				return
+			}
+			if !yield(s, nil) {
+				return
+			}
+			b = rest
+		}
 	}
-	dst = append(dst, '[')
-	b := l.packed
-	for first := true; len(b) > 0; first = false {
-		var id, rec, clicks, rev []byte
-		var ok [4]bool
-		id, b, ok[0] = netstring(b)
-		rec, b, ok[1] = netstring(b)
-		clicks, b, ok[2] = netstring(b)
-		if len(b) > 0 && b[0] == '-' {
-			b, ok[3] = b[1:], true
-		} else {
-			rev, b, ok[3] = netstring(b)
-		}
-		if ok != [4]bool{true, true, true, true} {
-			return dst, errCorrupt
-		}
-		n, err := strconv.ParseInt(string(clicks), 10, 64)
-		if err != nil {
-			return dst, errCorrupt
-		}
-		if !first {
-			dst = append(dst, ',')
-		}
-		if dst, err = appendShareJSON(dst, id, rec, rev, n, base); err != nil {
-			return dst, err
-		}
+}
+
+// nextShare reads the first share of a packed list (see readRender): the
+// netstrings of its id, record and click count, then its revocation's
+// netstring or "-".
+func nextShare(b []byte) (Share, []byte, error) {
+	var id, rec, clicks, rev []byte
+	var ok [4]bool
+	id, b, ok[0] = netstring(b)
+	rec, b, ok[1] = netstring(b)
+	clicks, b, ok[2] = netstring(b)
+	if len(b) > 0 && b[0] == '-' {
+		b, ok[3] = b[1:], true
+	} else {
+		rev, b, ok[3] = netstring(b)
 	}
-	return append(dst, ']'), nil
+	if ok != [4]bool{true, true, true, true} {
+		return Share{}, b, errCorrupt
+	}
+	n, err := strconv.ParseInt(string(clicks), 10, 64)
+	if err != nil {
+		return Share{}, b, errCorrupt
+	}
+	s, err := decodeShare(id, rec, rev, n)
+	return s, b, err
 }
 
 // Len is the number of shares in the list.

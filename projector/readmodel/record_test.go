@@ -1,20 +1,17 @@
 package readmodel
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/craftkit/sharesd/events"
 )
 
-// apiTime is how the API writes t, computed independently of record.go:
+// apiTime is how the API writes t, computed independently of events:
 // UTC, truncated to the millisecond.
 func apiTime(t time.Time) string {
 	return t.UTC().Truncate(time.Millisecond).Format("2006-01-02T15:04:05.000Z")
@@ -36,7 +33,6 @@ func TestShareRecordRoundTrip(t *testing.T) {
 		share  events.ShareCreated
 		rev    *events.ShareRevoked
 		clicks int64
-		base   string
 	}{
 		{name: "all nulls", share: events.ShareCreated{ShareID: "s1", Channel: "link", CreatedAt: created, ShareToken: "cks_1"}},
 		{name: "every field", share: events.ShareCreated{ShareID: "s2", Channel: "email", RecipientEmail: strp("ada@example.com"),
@@ -56,67 +52,54 @@ func TestShareRecordRoundTrip(t *testing.T) {
 			ShareToken: "cks_8"}},
 		{name: "strings to escape", share: events.ShareCreated{ShareID: "id \"quoted\" \\ \u2028", Channel: "email",
 			RecipientEmail: strp("a\x00b\x1fc\u2029"), Message: strp("line\nline\ttab 🎉 日本"), CreatedAt: created,
-			ShareToken: "tok\"/\\ é"}, base: "https://x.example/a\"b"},
+			ShareToken: "tok\"/\\ é"}},
 		{name: "long strings", share: events.ShareCreated{ShareID: strings.Repeat("i", 128), Channel: "link",
 			Message: strp(strings.Repeat("é", 2000)), CreatedAt: created, ShareToken: strings.Repeat("t", 512)}, clicks: 1 << 40},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			base := tt.base
-			if base == "" {
-				base = testBase
-			}
 			var rev []byte
 			if tt.rev != nil {
 				rev = encodeRevocation(tt.rev)
 			}
-			prefix := []byte("prefix,")
-			out, err := appendShareJSON(slices.Clone(prefix), tt.share.ShareID, encodeShare(&tt.share), rev, tt.clicks, base)
+			v, err := decodeShare([]byte(tt.share.ShareID), encodeShare(&tt.share), rev, tt.clicks)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.HasPrefix(out, prefix) {
-				t.Fatalf("output lost the prefix: %q", out)
-			}
-			var got share
-			dec := json.NewDecoder(bytes.NewReader(out[len(prefix):]))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&got); err != nil {
-				t.Fatalf("decode %q: %v", out, err)
-			}
-			if dec.More() {
-				t.Fatalf("data after the object: %q", out)
-			}
 			s := tt.share
 			want := share{ID: s.ShareID, Channel: s.Channel, RecipientEmail: s.RecipientEmail, Message: s.Message,
-				CreatedAt: apiTime(s.CreatedAt), ShareToken: s.ShareToken, ClickCount: tt.clicks,
-				ShareURL: base + "/share/" + s.ShareToken}
+				CreatedAt: apiTime(s.CreatedAt), ShareToken: s.ShareToken, ClickCount: tt.clicks}
 			if s.ExpiresAt != nil {
 				want.ExpiresAt = strp(apiTime(*s.ExpiresAt))
 			}
 			if tt.rev != nil {
 				want.RevokedAt, want.RevokedReason = strp(apiTime(tt.rev.RevokedAt)), tt.rev.Reason
 			}
-			if !reflect.DeepEqual(got, want) {
+			if got := shareOf(v); !reflect.DeepEqual(got, want) {
 				t.Errorf("decoded\n%s\nwant\n%s", got, want)
 			}
 		})
 	}
 }
 
-func TestAppendShareJSONAllocatesNothing(t *testing.T) {
-	s := events.ShareCreated{ShareID: "s1", Channel: "email", RecipientEmail: strp("ada@example.com"),
-		Message: strp("a \"quoted\"\nmessage é 🎉"), CreatedAt: epoch, ShareToken: "cks_1"}
-	rec := encodeShare(&s)
-	rev := encodeRevocation(&events.ShareRevoked{ShareID: "s1", RevokedAt: epoch, Reason: strp("revoked_by_partner")})
-	dst := make([]byte, 0, 4096)
+// TestSharesAllocateNothing checks that iterating over a list's shares
+// allocates nothing: the views point into the reply.
+func TestSharesAllocateNothing(t *testing.T) {
+	l := &List{packed: benchPacked(100)}
 	allocs := testing.AllocsPerRun(100, func() {
-		if _, err := appendShareJSON(dst[:0], s.ShareID, rec, rev, 7, testBase); err != nil {
-			t.Fatal(err)
+		n := 0
+		for s, err := range l.Shares() {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += len(s.ID)
+		}
+		if n == 0 {
+			t.Fatal("no shares")
 		}
 	})
 	if allocs != 0 {
-		t.Errorf("appendShareJSON allocates %.0f times into a large enough buffer, want 0", allocs)
+		t.Errorf("List.Shares allocates %.0f times per list, want 0", allocs)
 	}
 }
 
@@ -138,85 +121,41 @@ func TestCorruptShareRecord(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := appendShareJSON(nil, "s1", tt.rec, tt.rev, 0, testBase); err != errCorrupt {
+			if _, err := decodeShare([]byte("s1"), tt.rec, tt.rev, 0); err != errCorrupt {
 				t.Errorf("err = %v, want errCorrupt", err)
 			}
 		})
 	}
 }
 
-// trickyStrings are strings whose JSON encoding is easy to get wrong.
-var trickyStrings = []string{
-	"",
-	"plain",
-	`"quoted"`,
-	`back\slash`,
-	"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f",
-	"\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19\x1a\x1b\x1c\x1d\x1e\x1f\x20\x7f",
-	"\u2028\u2029 separators",
-	"<script>&amp;</script>",
-	"é 日本語 Ελληνικά",
-	"🎉 👩‍👩‍👧‍👦 🇫🇷",
-	"\ufffd replacement, \ufeff BOM, \uffff noncharacter",
-	"invalid \xff byte",
-	"truncated \xe6\x97",
-	"truncated at the end \xf0\x9f\x8e",
-	"surrogate half \xed\xa0\x80",
-	"overlong \xc0\xaf slash",
-	"\x80 leading continuation",
-	"mixed \"\\\n\xff\u2028é🎉",
-	strings.Repeat("\xff", 10),
-}
-
-func TestAppendJSONString(t *testing.T) {
+// TestCorruptList checks that a packed list that does not parse ends
+// List.Shares with an error after the shares before it.
+func TestCorruptList(t *testing.T) {
 	t.Parallel()
-	for _, s := range trickyStrings {
-		t.Run(fmt.Sprintf("%q", s), func(t *testing.T) {
-			checkJSONString(t, s)
+	good := benchPacked(1)
+	tests := []struct {
+		name   string
+		packed []byte
+	}{
+		{"a truncated netstring", good[:len(good)-3]},
+		{"a length that is no number", append([]byte("x:"), good...)},
+		{"a click count that is no number", []byte("2:s1" + strconv.Itoa(len(good)) + ":" + string(good) + "1:x-")},
+		{"a truncated revocation", good[:len(good)-1]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := &List{packed: append(slices.Clone(good), tt.packed...)}
+			n := 0
+			for _, err := range l.Shares() {
+				if err != nil {
+					if err != errCorrupt || n != 1 {
+						t.Errorf("err %v after %d shares, want errCorrupt after 1", err, n)
+					}
+					return
+				}
+				n++
+			}
+			t.Errorf("%d shares and no error, want errCorrupt after 1", n)
 		})
 	}
-}
-
-// checkJSONString checks that appendJSONString of s, as a string and as
-// bytes, is valid JSON that decodes to what encoding/json's encoding of s
-// decodes to, and holds no raw control character or line separator.
-func checkJSONString(t *testing.T, s string) {
-	std, err := json.Marshal(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var want string
-	if err := json.Unmarshal(std, &want); err != nil {
-		t.Fatal(err)
-	}
-	for _, out := range [][]byte{appendJSONString(nil, s), appendJSONString(nil, []byte(s))} {
-		if !json.Valid(out) {
-			t.Fatalf("appendJSONString(%q) = %q, not valid JSON", s, out)
-		}
-		var got string
-		if err := json.Unmarshal(out, &got); err != nil {
-			t.Fatalf("decode %q: %v", out, err)
-		}
-		if got != want {
-			t.Errorf("appendJSONString(%q) decodes to %q, encoding/json's to %q", s, got, want)
-		}
-		if !utf8.Valid(out) {
-			t.Errorf("appendJSONString(%q) = %q, not valid UTF-8", s, out)
-		}
-		for _, b := range out {
-			if b < 0x20 {
-				t.Errorf("appendJSONString(%q) = %q holds raw control byte %#x", s, out, b)
-			}
-		}
-		if bytes.ContainsRune(out, '\u2028') || bytes.ContainsRune(out, '\u2029') {
-			t.Errorf("appendJSONString(%q) = %q holds a raw U+2028 or U+2029", s, out)
-		}
-	}
-}
-
-func FuzzAppendJSONString(f *testing.F) {
-	for _, s := range trickyStrings {
-		f.Add(s)
-	}
-	f.Fuzz(checkJSONString)
 }

@@ -395,16 +395,9 @@ func TestApplyProject(t *testing.T) {
 			if out := f.applyOps(f.gen, st.op()); out[0] != st.want {
 				t.Fatalf("outcome %v, want %v", out[0], st.want)
 			}
-			list, l := f.mustList(projectA, renderA)
+			_, l := f.mustList(projectA, renderA)
 			if l.ShareBase != st.base {
 				t.Errorf("ShareBase = %q, want %q", l.ShareBase, st.base)
-			}
-			wantURL := st.base
-			if wantURL == "" {
-				wantURL = testBase
-			}
-			if wantURL += "/share/cks_s1"; list[0].ShareURL != wantURL {
-				t.Errorf("shareUrl = %q, want %q", list[0].ShareURL, wantURL)
 			}
 			if changed := l.ProjectVer != prev.ProjectVer; changed != st.changed {
 				t.Errorf("ProjectVer %d -> %d, want changed = %v", prev.ProjectVer, l.ProjectVer, st.changed)
