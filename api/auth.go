@@ -2,14 +2,13 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
 
@@ -19,17 +18,16 @@ const unauthorizedMessage = "a valid API key is required"
 
 // authenticate admits requests with a live key of this server's
 // environment and puts the key's project in the context. Keys are looked up
-// by SHA-256; the plaintext and its hash are never logged.
+// by events.KeyHash; the plaintext and its hash are never logged.
 func (s *server) authenticate(next http.Handler) http.Handler {
-	prefix := "ck_" + s.cfg.Env + "_"
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		token, ok := bearer(r.Header.Get("Authorization"))
-		if !ok || !strings.HasPrefix(token, prefix) || len(token) == len(prefix) {
+		if env, named := events.KeyEnv(token); !ok || !named || env != s.cfg.Env {
 			writeError(w, codeUnauthorized, unauthorizedMessage)
 			return
 		}
-		key, err := s.keys.get(ctx, hashKey(token))
+		key, err := s.keys.get(ctx, events.KeyHash(token))
 		switch {
 		case errors.Is(err, readmodel.ErrNotFound):
 			writeError(w, codeUnauthorized, unauthorizedMessage)
@@ -58,12 +56,6 @@ func bearer(h string) (string, bool) {
 	}
 	token = strings.TrimSpace(token)
 	return token, token != "" && !strings.ContainsAny(token, " \t")
-}
-
-// hashKey is the lowercase hex SHA-256 of a whole plaintext key.
-func hashKey(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:])
 }
 
 // keyCache keeps key lookups (found or not) for a short TTL, bounded in
