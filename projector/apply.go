@@ -31,7 +31,7 @@ func (p *Projector) applyBatch(ctx context.Context, r run, batch []delivered, ch
 		var bad *events.DecodeError
 		switch {
 		case errors.As(err, &bad):
-			if err := p.deadLetter(ctx, r, m, seq, decodeLabel(bad.Field), bad.Field, bad.Error()); err != nil {
+			if err := p.deadLetter(ctx, r, m, seq, bad.Code(), bad.Field, bad.Error()); err != nil {
 				return readmodel.Control{}, 0, err
 			}
 			continue
@@ -93,12 +93,12 @@ func (p *Projector) settle(ctx context.Context, r run, op readmodel.Op, src jets
 	switch o {
 	case readmodel.Mismatch, readmodel.StaleMismatch:
 		reason := "projectId " + op.Event.ProjectID + " is not the project of the " + entityWord(op.Event.Type)
-		if err := p.deadLetter(ctx, r, src, op.Seq, "project_mismatch", "projectId", reason); err != nil {
+		if err := p.deadLetter(ctx, r, src, op.Seq, events.CodeProjectMismatch, "projectId", reason); err != nil {
 			return err
 		}
 	case readmodel.HashTaken:
 		const reason = "keyHash is already registered to another API key id"
-		if err := p.deadLetter(ctx, r, src, op.Seq, "key_hash_taken", "data.keyHash", reason); err != nil {
+		if err := p.deadLetter(ctx, r, src, op.Seq, events.CodeKeyHashTaken, "data.keyHash", reason); err != nil {
 			return err
 		}
 	}
@@ -114,16 +114,3 @@ func entityWord(t events.Type) string {
 
 // applyTimeout bounds one batch's write to Redis.
 const applyTimeout = 5 * time.Second
-
-// decodeLabel is a bounded metric label for a rejected event.
-func decodeLabel(field string) string {
-	switch field {
-	case "$":
-		return "malformed"
-	case "type":
-		return "unknown_type"
-	case "subject":
-		return "bad_subject"
-	}
-	return "invalid_field"
-}

@@ -24,7 +24,7 @@ import (
 // copy.
 const (
 	HeaderReason  = "Sharesd-Reason"
-	HeaderCode    = "Sharesd-Reason-Code" // the metric label: malformed, unknown_type, bad_subject, invalid_field, project_mismatch
+	HeaderCode    = "Sharesd-Reason-Code" // an events.Code* reason code, also the metric label
 	HeaderField   = "Sharesd-Field"
 	HeaderSubject = "Sharesd-Original-Subject"
 	HeaderStream  = "Sharesd-Original-Stream"

@@ -48,7 +48,7 @@ func (p *Projector) deadLetterHeld(ctx context.Context, r run, trigger uint64, s
 			p.metrics.NATSErrors.Inc()
 			return fmt.Errorf("read held event seq %d: %w", seq, err)
 		}
-		if err := p.deadLetterRaw(ctx, r, m, trigger, "project_mismatch", "projectId", reason); err != nil {
+		if err := p.deadLetterRaw(ctx, r, m, trigger, events.CodeProjectMismatch, "projectId", reason); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,7 @@
 package model
 
 import (
+	"errors"
 	"maps"
 	"sort"
 	"time"
@@ -74,12 +75,13 @@ type Model struct {
 	// owners maps a key hash to the key id that registered it first.
 	owners   map[string]string
 	projSeen map[string]map[string]time.Time
-	// Rejected counts events that are not applied, by reason: "decode",
-	// "project_mismatch", "key_hash_taken". Events of a project that did not
-	// register their render count as project_mismatch when it is registered.
+	// Rejected counts events that are not applied, by the contract's reason
+	// code (events.DecodeError.Code, events.CodeProjectMismatch,
+	// events.CodeKeyHashTaken). Events of a project that did not register
+	// their render count as project_mismatch when it is registered.
 	Rejected map[string]int
-	// Dead maps the sequence of each rejected event to its reason: what
-	// the dead-letter stream must hold.
+	// Dead maps the sequence of each rejected event to its reason code:
+	// what the dead-letter stream must hold, with that Sharesd-Reason-Code.
 	Dead map[uint64]string
 }
 
@@ -102,14 +104,19 @@ func Fold(msgs []Msg, horizon time.Duration) *Model {
 // Apply applies one message, as the contract says.
 func (m *Model) Apply(msg Msg) {
 	ev, err := events.Decode(msg.Subject, msg.Data)
-	if err != nil {
-		m.reject(msg.Seq, "decode")
+	var bad *events.DecodeError
+	switch {
+	case errors.As(err, &bad):
+		m.reject(msg.Seq, bad.Code())
+		return
+	case err != nil: // Decode rejects with a *DecodeError only
+		m.reject(msg.Seq, events.CodeMalformed)
 		return
 	}
 	switch d := ev.Data.(type) {
 	case *events.APIKeyCreated:
 		if owner, ok := m.owners[d.KeyHash]; ok && owner != d.KeyID {
-			m.reject(msg.Seq, "key_hash_taken")
+			m.reject(msg.Seq, events.CodeKeyHashTaken)
 			return
 		}
 		m.applyKey(msg, ev, d.KeyID, func(k *Key) {
@@ -141,7 +148,7 @@ func (m *Model) applyKey(msg Msg, ev events.Event, id string, f func(*Key)) {
 		m.Keys[id] = k
 	}
 	if k.Project != ev.ProjectID {
-		m.reject(msg.Seq, "project_mismatch")
+		m.reject(msg.Seq, events.CodeProjectMismatch)
 		return
 	}
 	f(k)
@@ -188,7 +195,7 @@ func (m *Model) applyRender(msg Msg, ev events.Event) {
 	case r.Project == "":
 		m.register(r, ev.ProjectID, msg.Time)
 	case r.Project != ev.ProjectID:
-		m.reject(msg.Seq, "project_mismatch")
+		m.reject(msg.Seq, events.CodeProjectMismatch)
 		return
 	}
 	if r.Deleted || !fresh(r.seen, ev.ID, msg.Time, m.Horizon) {
@@ -245,7 +252,7 @@ func (m *Model) register(r *Render, project string, now time.Time) {
 	for p, e := range r.pending {
 		if p != project {
 			for _, seq := range e.seqs {
-				m.reject(seq, "project_mismatch")
+				m.reject(seq, events.CodeProjectMismatch)
 			}
 			continue
 		}

@@ -2,6 +2,7 @@ package model_test
 
 import (
 	"encoding/json"
+	"maps"
 	"reflect"
 	"testing"
 	"time"
@@ -253,7 +254,7 @@ func TestCrossProjectRejected(t *testing.T) {
 	if _, ok := m.List(projB, renderX, base); ok {
 		t.Fatal("project B sees project A's render, want 404")
 	}
-	if got, want := m.Rejected["project_mismatch"], 4; got != want {
+	if got, want := m.Rejected[events.CodeProjectMismatch], 4; got != want {
 		t.Fatalf("Rejected[project_mismatch] = %d, want %d", got, want)
 	}
 	if got, want := m.Renders[renderX].LastSeq, uint64(5); got != want {
@@ -296,7 +297,7 @@ func TestDeletionTombstone(t *testing.T) {
 	if _, ok := m.List(projB, renderX, base); ok {
 		t.Fatal("project B can take over a deleted render of project A")
 	}
-	if m.Rejected["project_mismatch"] != 1 {
+	if m.Rejected[events.CodeProjectMismatch] != 1 {
 		t.Fatalf("Rejected = %v, want one project_mismatch", m.Rejected)
 	}
 }
@@ -399,8 +400,10 @@ func TestBadEventsNotApplied(t *testing.T) {
 	if got := list(t, m, projA, renderX); len(got) != 0 {
 		t.Fatalf("list = %v, want empty: no bad event applies", ids(got))
 	}
-	if got, want := m.Rejected["decode"], 7; got != want {
-		t.Fatalf("Rejected[decode] = %d, want %d", got, want)
+	// Each is rejected with the reason code its dead letter carries.
+	want := map[string]int{events.CodeMalformed: 2, events.CodeUnknownType: 1, events.CodeInvalidField: 3, events.CodeBadSubject: 1}
+	if !maps.Equal(m.Rejected, want) {
+		t.Fatalf("Rejected = %v, want %v", m.Rejected, want)
 	}
 	if _, ok := m.Renders[renderY]; ok {
 		t.Fatal("an event on the wrong subject registered a render")
@@ -426,7 +429,7 @@ func TestKeys(t *testing.T) {
 	if !reflect.DeepEqual(m.Keys, want) {
 		t.Fatalf("keys = %+v %+v, want %+v %+v", m.Keys["key1"], m.Keys["key2"], want["key1"], want["key2"])
 	}
-	if m.Rejected["project_mismatch"] != 1 {
+	if m.Rejected[events.CodeProjectMismatch] != 1 {
 		t.Fatalf("Rejected = %v, want one project_mismatch", m.Rejected)
 	}
 }
@@ -466,7 +469,7 @@ func TestRegistrationDecidesTheProject(t *testing.T) {
 	if _, ok := m.List(projB, renderX, base); ok {
 		t.Fatal("project B reads the render, want 404")
 	}
-	if got, want := m.Rejected["project_mismatch"], 2; got != want {
+	if got, want := m.Rejected[events.CodeProjectMismatch], 2; got != want {
 		t.Fatalf("Rejected[project_mismatch] = %d, want %d: project B's events, at registration", got, want)
 	}
 }
@@ -522,7 +525,7 @@ func TestKeyHashBelongsToItsFirstKeyID(t *testing.T) {
 	if _, ok := m.Keys["key2"]; ok {
 		t.Fatal("key2 exists, want its creation refused")
 	}
-	if got, want := m.Rejected["key_hash_taken"], 2; got != want {
+	if got, want := m.Rejected[events.CodeKeyHashTaken], 2; got != want {
 		t.Fatalf("Rejected[key_hash_taken] = %d, want %d", got, want)
 	}
 }
