@@ -10,10 +10,11 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/term"
+
+	"github.com/craftkit/sharesd/events"
 )
 
 // Config is every setting of sharesd. Each is a flag whose default comes
@@ -145,11 +146,11 @@ func parse(fs *flag.FlagSet, errs *envErrors, cfg *Config, args []string) error 
 		bad("env", "CRAFTKIT_ENV", cfg.Env, "live or test")
 	}
 	if fs.Lookup("share-base-url") != nil {
-		u, err := url.Parse(cfg.ShareBase)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			bad("share-base-url", "SHARE_BASE_URL", cfg.ShareBase, "an absolute http(s) URL without query, such as https://www.craftkit.dev")
+		base, err := events.ShareBase(cfg.ShareBase) // the rule of project.updated's shareBase
+		if err != nil {
+			bad("share-base-url", "SHARE_BASE_URL", cfg.ShareBase, "an absolute http(s) URL without user info, query or fragment, such as https://www.craftkit.dev ("+err.Error()+")")
 		}
-		cfg.ShareBase = strings.TrimSuffix(cfg.ShareBase, "/")
+		cfg.ShareBase = base
 	}
 	if fs.Lookup("nats-url") != nil {
 		if u, err := url.Parse(cfg.NATSURL); err != nil || u.Host == "" {

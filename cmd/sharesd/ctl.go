@@ -72,39 +72,19 @@ func runSubcommand(ctx context.Context, env *environment, name string, args []st
 }
 
 // eventMsg checks one contract event given as a JSON object and returns the
-// message that carries it: on the subject its type and entity travel on,
-// with Nats-Msg-Id set to its id. Every rejection is a *events.DecodeError.
-// It derives the subject (as publishRaw in seed.go sends it), with UUIDs in
-// lowercase, but leaves sending to the caller, so `publish` can validate a
-// whole file first and then publish asynchronously.
+// message that carries it: on its subject (events.Event.Subject, UUIDs in
+// lowercase), with Nats-Msg-Id set to its id. Every rejection is a
+// *events.DecodeError. The message is decoded once. It leaves sending to
+// the caller, so `publish` can validate a whole file first and then publish
+// asynchronously.
 func eventMsg(data []byte) (*nats.Msg, error) {
-	var head struct {
-		ID, Type, ProjectID, RenderID string
-		Data                          struct{ KeyID string }
-	}
-	if err := json.Unmarshal(data, &head); err != nil {
-		// Decode says precisely what is wrong (not JSON, not an object, …).
-		if _, derr := events.Decode("", data); derr != nil {
-			return nil, derr
-		}
-		return nil, &events.DecodeError{Field: "$", Reason: "not a JSON object: " + err.Error()}
-	}
-	// UUIDs go on the subject in lowercase, the canonical form that
-	// filters such as events.RenderSubjects match; key ids as they are.
-	entity := strings.ToLower(head.ProjectID)
-	switch t := events.Type(head.Type); {
-	case t.RenderScoped():
-		entity = strings.ToLower(head.RenderID)
-	case t == events.TypeAPIKeyCreated || t == events.TypeAPIKeyRevoked:
-		entity = head.Data.KeyID
-	}
-	subject := events.Subject(events.Type(head.Type), entity)
-	if _, err := events.Decode(subject, data); err != nil {
+	ev, err := events.DecodeBody(data)
+	if err != nil {
 		return nil, err
 	}
-	msg := nats.NewMsg(subject)
+	msg := nats.NewMsg(ev.Subject())
 	msg.Data = bytes.Clone(data)
-	msg.Header.Set(jetstream.MsgIDHeader, head.ID)
+	msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
 	return msg, nil
 }
 

@@ -89,7 +89,7 @@ func nextDeadLetter(ctx context.Context, s jetstream.Stream, seq uint64) (*deadL
 var secrets = []*regexp.Regexp{
 	regexp.MustCompile(`("keyHash"\s*:\s*)"(?:[^"\\]|\\.)*"`),
 	regexp.MustCompile(`(?i)\b[0-9a-f]{64}\b`),
-	regexp.MustCompile(`ck_(?:live|test)_[A-Za-z0-9_-]+`),
+	regexp.MustCompile(events.KeyPrefix(`(?:`+events.EnvLive+`|`+events.EnvTest+`)`) + `[A-Za-z0-9_-]+`),
 }
 
 // maskSecrets returns body with key hashes and keys replaced by "***".

@@ -3,13 +3,12 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/craftkit/sharesd/events"
@@ -54,15 +53,14 @@ func runKeysCreate(ctx context.Context, env *environment, args []string) error {
 	if _, err := rand.Read(secret); err != nil {
 		return fmt.Errorf("crypto/rand: %w", err)
 	}
-	key := "ck_" + cfg.Env + "_" + base62(secret)
-	sum := sha256.Sum256([]byte(key))
-	data, err := keyEvent(events.TypeAPIKeyCreated, *project, map[string]any{
-		"keyId": *keyID, "keyHash": hex.EncodeToString(sum[:]), "environment": cfg.Env,
+	key := events.KeyPrefix(cfg.Env) + base62(secret)
+	msg, err := keyEvent(events.TypeAPIKeyCreated, *project, map[string]any{
+		"keyId": *keyID, "keyHash": events.KeyHash(key), "environment": cfg.Env,
 	})
 	if err != nil {
 		return fmt.Errorf("keys create: %w", err)
 	}
-	ack, err := publishKeyEvent(ctx, env, cfg, data)
+	ack, err := publishKeyEvent(ctx, env, cfg, msg)
 	if err != nil {
 		return fmt.Errorf("keys create: %w", err)
 	}
@@ -91,11 +89,11 @@ func runKeysRevoke(ctx context.Context, env *environment, args []string) error {
 	if *project == "" {
 		return errors.New("keys revoke: -project is required (the UUID of the key's project)")
 	}
-	data, err := keyEvent(events.TypeAPIKeyRevoked, *project, map[string]any{"keyId": pos[0]})
+	msg, err := keyEvent(events.TypeAPIKeyRevoked, *project, map[string]any{"keyId": pos[0]})
 	if err != nil {
 		return fmt.Errorf("keys revoke: %w", err)
 	}
-	ack, err := publishKeyEvent(ctx, env, cfg, data)
+	ack, err := publishKeyEvent(ctx, env, cfg, msg)
 	if err != nil {
 		return fmt.Errorf("keys revoke: %w", err)
 	}
@@ -105,9 +103,9 @@ func runKeysRevoke(ctx context.Context, env *environment, args []string) error {
 	return nil
 }
 
-// keyEvent builds an apikey event and checks it with events.Decode, so the
-// rules are exactly the contract's; a rejection names the flag to fix.
-func keyEvent(t events.Type, project string, payload map[string]any) ([]byte, error) {
+// keyEvent builds the message of an apikey event, checked by the contract's
+// decoder (see eventMsg); a rejection names the flag to fix.
+func keyEvent(t events.Type, project string, payload map[string]any) (*nats.Msg, error) {
 	id, err := freshEventID()
 	if err != nil {
 		return nil, err
@@ -119,7 +117,7 @@ func keyEvent(t events.Type, project string, payload map[string]any) ([]byte, er
 	if err != nil {
 		return nil, err
 	}
-	_, err = eventMsg(data)
+	msg, err := eventMsg(data)
 	var bad *events.DecodeError
 	switch {
 	case errors.As(err, &bad) && bad.Field == "projectId":
@@ -131,11 +129,11 @@ func keyEvent(t events.Type, project string, payload map[string]any) ([]byte, er
 	case err != nil:
 		return nil, err
 	}
-	return data, nil
+	return msg, nil
 }
 
-// publishKeyEvent publishes one validated apikey event.
-func publishKeyEvent(ctx context.Context, env *environment, cfg Config, data []byte) (*jetstream.PubAck, error) {
+// publishKeyEvent publishes the message of one apikey event.
+func publishKeyEvent(ctx context.Context, env *environment, cfg Config, msg *nats.Msg) (*jetstream.PubAck, error) {
 	nc, js, err := connectNATS(cfg.NATSURL, newLogger(cfg, env.stderr), false)
 	if err != nil {
 		return nil, err
@@ -146,5 +144,5 @@ func publishKeyEvent(ctx context.Context, env *environment, cfg Config, data []b
 	if err := projector.EnsureStreams(ctx, js); err != nil {
 		return nil, err
 	}
-	return publishRaw(ctx, js, data)
+	return js.PublishMsg(ctx, msg)
 }

@@ -192,7 +192,9 @@ type inflight struct {
 }
 
 // publishAll publishes every line of r, which has been validated, and waits
-// for every ack.
+// for every ack. Each line is decoded once here, for its subject and
+// message id, as once in validateLines: keeping the messages between the
+// two passes would hold the whole input in memory.
 func (p *publisher) publishAll(ctx context.Context, r io.Reader) error {
 	err := eachLine(r, func(n int, line []byte) error {
 		msg, err := eventMsg(line)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,19 +15,19 @@ import (
 )
 
 // The demo project that `dev` and `seed` publish. Its API key is public on
-// purpose (it is printed in the README); only its hash enters the stream.
+// purpose (it is printed in the README); only its hash enters the stream,
+// with the environment its prefix names.
 const (
 	demoProject = "7d0c1a52-3c4e-4f5a-9b1e-2f6a8c9d0e11"
 	demoRender  = "5b3e8f20-9a4d-4c6b-8e2f-1d7a6b5c4e32"
 	demoKeyID   = "key_demo"
-	demoKeyEnv  = "live"
 	demoKey     = "ck_live_sharesd_demo_key_do_not_use_in_production"
 )
 
 // demoEvents is the demo project: a render with three shares, one revoked,
 // and views, plus the demo API key.
 func demoEvents() []map[string]any {
-	sum := sha256.Sum256([]byte(demoKey))
+	keyEnv, _ := events.KeyEnv(demoKey)
 	at := func(s string) string { return "2026-06-05T" + s + "Z" }
 	ev := func(id string, t events.Type, occurred string, data map[string]any) map[string]any {
 		m := map[string]any{"id": "demo-" + id, "type": string(t), "occurredAt": at(occurred), "projectId": demoProject, "data": data}
@@ -46,7 +44,7 @@ func demoEvents() []map[string]any {
 		return ev(fmt.Sprintf("view-%d", n), events.TypeShareViewed, "12:00:00", map[string]any{"shareId": share, "viewedAt": at("12:00:00")})
 	}
 	return []map[string]any{
-		ev("key", events.TypeAPIKeyCreated, "10:00:00", map[string]any{"keyId": demoKeyID, "keyHash": hex.EncodeToString(sum[:]), "environment": demoKeyEnv}),
+		ev("key", events.TypeAPIKeyCreated, "10:00:00", map[string]any{"keyId": demoKeyID, "keyHash": events.KeyHash(demoKey), "environment": keyEnv}),
 		ev("render", events.TypeRenderCreated, "10:00:00", map[string]any{}),
 		ev("share-1", events.TypeShareCreated, "10:05:00", share("share-1", "link", nil, "Here is your signed agreement.", "10:05:00", "cks_demo_link_one")),
 		ev("share-2", events.TypeShareCreated, "10:06:00", share("share-2", "email", "ada@example.com", nil, "10:06:00.123456", "cks_demo_email_two")),
