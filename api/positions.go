@@ -2,17 +2,13 @@ package api
 
 import (
 	"context"
-	"log/slog"
-	"strconv"
 	"sync"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
-// Positions follows the position the projector announces after each batch
-// it applies, so a ?minSeq request waits for a notification instead of
-// polling Redis.
+// Positions holds the position the projector has applied, as
+// readmodel.Store.FollowApplied reports it, so a ?minSeq request waits for
+// a notification instead of polling Redis.
 type Positions struct {
 	mu     sync.Mutex
 	pos    uint64
@@ -62,31 +58,6 @@ func (p *Positions) Wait(ctx context.Context, n uint64, d time.Duration) bool {
 			return false
 		case <-p.closed:
 			return false
-		}
-	}
-}
-
-// Follow feeds p from the projector's announcements until ctx ends.
-// initial reads the position already reached, after each (re)subscription.
-func (p *Positions) Follow(ctx context.Context, logger *slog.Logger, sub *redis.PubSub, initial func(context.Context) (uint64, error)) {
-	defer sub.Close()
-	ch := sub.Channel(redis.WithChannelHealthCheckInterval(5 * time.Second))
-	if pos, err := initial(ctx); err == nil {
-		p.Set(pos)
-	} else if ctx.Err() == nil {
-		logger.WarnContext(ctx, "read projector position", "err", err)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case m, ok := <-ch:
-			if !ok {
-				return
-			}
-			if n, err := strconv.ParseUint(m.Payload, 10, 64); err == nil {
-				p.Set(n)
-			}
 		}
 	}
 }

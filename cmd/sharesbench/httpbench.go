@@ -52,10 +52,7 @@ func serveHTTP(h http.Handler) (string, func() error, error) {
 // API's Redis client, following the projector's announcements.
 func newAPI(ctx context.Context, store *readmodel.Store) http.Handler {
 	positions := api.NewPositions()
-	go positions.Follow(ctx, slog.New(slog.DiscardHandler), store.Subscribe(ctx), func(ctx context.Context) (uint64, error) {
-		c, err := store.ReadControl(ctx)
-		return c.Pos[c.Active], err
-	})
+	go store.FollowApplied(ctx, func(a readmodel.AppliedPos) { positions.Set(a.Seq) })
 	return api.NewServer(slog.New(slog.DiscardHandler), store, positions, api.Config{Env: "live", ShareBase: shareBase})
 }
 

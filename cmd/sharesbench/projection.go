@@ -2,19 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"sort"
-	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/craftkit/sharesd/projector"
 	"github.com/craftkit/sharesd/projector/readmodel"
@@ -72,33 +71,37 @@ type announcement struct {
 }
 
 // listenApplied records the projector's position announcements until ctx
-// ends. It returns once the subscription is confirmed.
+// ends or the returned function is called. It returns once subscribed.
 func listenApplied(ctx context.Context, store *readmodel.Store) (func() []announcement, error) {
-	sub := store.Subscribe(ctx)
-	if _, err := sub.Receive(ctx); err != nil {
-		_ = sub.Close()
-		return nil, fmt.Errorf("subscribe to announcements: %w", err)
-	}
+	ctx, cancel := context.WithCancel(ctx)
 	var (
-		mu   sync.Mutex
-		seen []announcement
-		done = make(chan struct{})
+		mu         sync.Mutex
+		seen       []announcement
+		subscribed = make(chan struct{})
+		once       sync.Once
+		done       = make(chan struct{})
 	)
-	ch := sub.Channel(redis.WithChannelSize(1 << 14))
 	go func() {
 		defer close(done)
-		for m := range ch {
-			n, err := strconv.ParseUint(m.Payload, 10, 64)
-			if err != nil {
-				continue
+		store.FollowApplied(ctx, func(a readmodel.AppliedPos) {
+			if !a.Announced { // (re)subscribed: the saved position
+				once.Do(func() { close(subscribed) })
+				return
 			}
 			mu.Lock()
-			seen = append(seen, announcement{at: time.Now(), pos: n})
+			seen = append(seen, announcement{at: time.Now(), pos: a.Seq})
 			mu.Unlock()
-		}
+		})
 	}()
+	select {
+	case <-subscribed:
+	case <-time.After(10 * time.Second):
+		cancel()
+		<-done
+		return nil, errors.New("subscribe to announcements: not subscribed after 10s")
+	}
 	return func() []announcement {
-		_ = sub.Close()
+		cancel()
 		<-done
 		mu.Lock()
 		defer mu.Unlock()

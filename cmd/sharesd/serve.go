@@ -137,10 +137,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener
 	}
 	if withAPI {
 		g.Add(func() error {
-			positions.Follow(ctx, logger, apiStore.Subscribe(ctx), func(ctx context.Context) (uint64, error) {
-				c, err := apiStore.ReadControl(ctx)
-				return c.Pos[c.Active], err
-			})
+			apiStore.FollowApplied(ctx, func(a readmodel.AppliedPos) { positions.Set(a.Seq) })
 			return nil
 		}, func(error) { cancel() })
 	}
@@ -190,7 +187,7 @@ func prepareStream(ctx context.Context, logger *slog.Logger, js jetstream.JetStr
 // *api.NotReady: its reason code is public, its cause only logged.
 func readiness(store *readmodel.Store, nc *nats.Conn, proj *projector.Projector, stall time.Duration) func(context.Context) error {
 	return func(ctx context.Context) error {
-		if err := store.Client().Ping(ctx).Err(); err != nil {
+		if err := store.Ping(ctx); err != nil {
 			return &api.NotReady{Reason: api.ReasonRedis, Err: err}
 		}
 		if nc != nil && !nc.IsConnected() {

@@ -167,12 +167,6 @@ func (s *Store) DropScratch(ctx context.Context, gen, renderID string) error {
 // ScratchGen is the generation name a single-render rebuild of gen writes.
 func ScratchGen(gen string) string { return scratchGen(gen) }
 
-// Subscribe returns a subscription to the positions the projector announces
-// after each applied batch; each message's payload is a stream sequence.
-func (s *Store) Subscribe(ctx context.Context) *redis.PubSub {
-	return s.rdb.Subscribe(ctx, appliedChannel())
-}
-
 // MaxmemoryPolicy returns Redis's maxmemory-policy.
 func (s *Store) MaxmemoryPolicy(ctx context.Context) (string, error) {
 	m, err := s.rdb.ConfigGet(ctx, "maxmemory-policy").Result()

@@ -278,6 +278,28 @@ func str(p *string) string {
 	return fmt.Sprintf("%q", *p)
 }
 
+// follow runs FollowApplied until the test ends and returns what it
+// reports.
+func (f *fixture) follow() <-chan AppliedPos {
+	f.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan AppliedPos, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.store.FollowApplied(ctx, func(a AppliedPos) { ch <- a })
+	}()
+	f.t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			f.t.Error("FollowApplied did not return within 5s of its context ending")
+		}
+	})
+	return ch
+}
+
 // scanKeys returns every key that matches pattern, sorted.
 func (f *fixture) scanKeys(pattern string) []string {
 	f.t.Helper()

@@ -43,9 +43,6 @@ func New(rdb redis.UniversalClient, horizon time.Duration) *Store {
 	return &Store{rdb: rdb, horizon: horizon}
 }
 
-// Client is the Redis client the store uses.
-func (s *Store) Client() redis.UniversalClient { return s.rdb }
-
 // LoadScripts loads every script into Redis's script cache.
 func (s *Store) LoadScripts(ctx context.Context) error {
 	for _, sc := range allScripts {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"reflect"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 )
@@ -452,10 +451,9 @@ func TestApplyCheckpointAndAnnounce(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 0)
 	ctx := context.Background()
-	sub := f.store.Subscribe(ctx)
-	defer sub.Close()
-	if _, err := sub.Receive(ctx); err != nil { // the subscription confirmation
-		t.Fatal(err)
+	positions := f.follow()
+	if got, want := <-positions, (AppliedPos{Seq: 0}); got != want { // subscribed: the saved position
+		t.Fatalf("first position %+v, want %+v", got, want)
 	}
 	ops := []Op{f.op(renderCreated(projectA, renderA), time.Time{}), f.op(shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), time.Time{})}
 	out, ctl, err := f.store.Apply(ctx, f.gen, ops, 7, true)
@@ -465,15 +463,38 @@ func TestApplyCheckpointAndAnnounce(t *testing.T) {
 	if ctl.Active != f.gen || ctl.Pos[f.gen] != 7 {
 		t.Errorf("control = %+v, want active %s at position 7", ctl, f.gen)
 	}
-	msg, err := sub.ReceiveMessage(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := msg.Payload, strconv.FormatUint(ops[1].Seq, 10); got != want {
-		t.Errorf("announced %q, want %q", got, want)
+	if got, want := <-positions, (AppliedPos{Seq: ops[1].Seq, Announced: true}); got != want {
+		t.Errorf("announced %+v, want %+v", got, want)
 	}
 	if _, ctl, err = f.store.Apply(ctx, f.gen, nil, 5, false); err != nil || ctl.Pos[f.gen] != 7 {
 		t.Errorf("a lower checkpoint: position %d (%v), want 7 kept", ctl.Pos[f.gen], err)
+	}
+}
+
+// TestFollowAppliedResubscribes checks that FollowApplied, when its
+// connection is lost, subscribes again and reads the saved position again:
+// a position saved but not announced meanwhile is not missed.
+func TestFollowAppliedResubscribes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 0)
+	ctx := context.Background()
+	positions := f.follow()
+	if got := <-positions; got.Announced {
+		t.Fatalf("first position %+v, want the saved one", got)
+	}
+	if err := f.store.SetPos(ctx, f.gen, 42); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.rdb.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-positions:
+		if want := (AppliedPos{Seq: 42}); got != want {
+			t.Errorf("after the connection was lost: %+v, want %+v", got, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no position within 10s of the connection being lost")
 	}
 }
 
