@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -30,6 +31,7 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, subject string, data []byte) {
 		ev, err := Decode(subject, data)
 		checkSyntax(t, data, err)
+		checkBody(t, data, ev, err)
 		if err != nil {
 			var de *DecodeError
 			if !errors.As(err, &de) {
@@ -53,6 +55,31 @@ func FuzzDecode(f *testing.F) {
 		checkEnvelope(t, data, ev)
 		checkRoundTrip(t, ev)
 	})
+}
+
+// checkBody checks DecodeBody against Decode's answer ev, err: the same
+// event or rejection, except that it never judges the subject, and the
+// subject of what it accepts is one Decode accepts.
+func checkBody(t *testing.T, data []byte, ev Event, err error) {
+	t.Helper()
+	body, berr := DecodeBody(data)
+	var de *DecodeError
+	switch {
+	case errors.As(err, &de) && de.Field == "subject":
+		if berr != nil {
+			t.Fatalf("Decode rejected only the subject, DecodeBody: %v", berr)
+		}
+	case err != nil:
+		if berr == nil || berr.Error() != err.Error() {
+			t.Fatalf("Decode error = %v, DecodeBody error = %v", err, berr)
+		}
+		return
+	case berr != nil || !reflect.DeepEqual(body, ev):
+		t.Fatalf("Decode = %s; DecodeBody = %s, %v", dump(ev), dump(body), berr)
+	}
+	if _, err := Decode(body.Subject(), data); err != nil {
+		t.Fatalf("Decode on the event's own Subject: %v", err)
+	}
 }
 
 // checkSyntax checks that Decode's own JSON scan agrees with encoding/json:
