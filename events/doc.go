@@ -7,7 +7,8 @@
 //     checks every field of a received message, and DecodeBody, which a
 //     publisher uses before it has a subject (decode.go).
 //   - Subjects: Subject and Event.Subject (craftkit.<type>.<entity>), the
-//     per-render filters RenderSubjects, the stream names (events.go).
+//     filters RenderSubjects and ProjectSubjects, the stream names
+//     (events.go).
 //   - Reason codes: why an event was not applied, as the dead-letter header
 //     and metric say it (errors.go): DecodeError.Code for Decode's
 //     rejections, CodeProjectMismatch and CodeKeyHashTaken for the
@@ -20,27 +21,31 @@
 //
 // # Adding an event type
 //
-// Four files, in this order:
+// A type about a render, an API key or a project (render.*, share.*,
+// apikey.*, project.*) takes four files, in this order:
 //
 //  1. events/types.go: the Type constant and its entry in Types, the payload
-//     struct, its case in payload (the decoder: one call of a fields reader
-//     per member), and, if its subject ends with something other than the
-//     render id (render.* and share.* types, see RenderScoped) or the
-//     project id, its case in Event.entity. Decode, DecodeBody,
-//     Event.Subject, the subject check and the reason codes follow.
-//  2. projector/readmodel/scripts.go: the branch of the Lua script that
-//     applies it (applyRender's `if t == …` chain for a render or share
-//     event).
+//     struct, its case in payload (the decoder: one fields reader per
+//     member), and, for an apikey.* type, its case in Event.entity (a key
+//     id ends its subject; render.* and share.* types end with the render
+//     id, see RenderScoped, and project.* types with the project id).
+//     Decode, DecodeBody, Event.Subject, the subject check and the reason
+//     codes follow from these.
+//  2. projector/readmodel/scripts.go: its branch in the Lua script of its
+//     entity (applyRender's `if t == …` chains, the one for a render not
+//     yet registered too; applyKey; applyProject).
 //  3. projector/readmodel/store.go: the arguments Store.queue passes that
 //     script, a case of its switch on the payload type.
-//  4. projector/model/model.go: the same effect in the reference model's
-//     fold (Model.Apply or applyRender), which `sharesd verify` and the
-//     property tests compare Redis with.
+//  4. projector/model/model.go: the same effect in the reference model
+//     (Model.Apply, applyRender and hold for a render's events), which
+//     `sharesd verify` and the property tests compare Redis with.
 //
-// Then the tests: a valid message in decode_test.go's wire and a payload
-// check in fuzz_test.go's checkPayload, a seed under
-// testdata/fuzz/FuzzDecode, and the event builders of the packages whose
-// tests publish it. The projector, the dead-lettering, `sharesd publish`,
-// `sharesd keys` and the API need no change: they see the new type only
-// through Decode and Event. The README's event table documents it.
+// Then the tests and the documentation: a valid message in decode_test.go's
+// wire and a payload check in fuzz_test.go's checkPayload, a seed under
+// testdata/fuzz/FuzzDecode, the event builders of the packages whose tests
+// publish it, and the README's event table. The projector's consume loop
+// and dead-lettering, `sharesd publish`, `keys`, `deadletter replay` and
+// the API need no change: they see a type only through Decode and Event. A
+// type about a new kind of entity needs its own keys in the read model too
+// (projector/readmodel/keys.go and doc.go).
 package events

@@ -28,6 +28,10 @@ const (
 // of type t.
 func Subject(t Type, entity string) string { return SubjectPre + string(t) + "." + entity }
 
+// ProjectSubjects is the filter that matches every project event, of any
+// project.* type and any project.
+const ProjectSubjects = SubjectPre + "project.*.*"
+
 // RenderSubjects are the filters that match every event of one render:
 // Decode accepts the render id on the subject in either case.
 func RenderSubjects(renderID string) []string {

@@ -180,6 +180,12 @@ func TestEventSubject(t *testing.T) {
 			if got := Subject(ev.Type, ev.Entity()); got != tt.want {
 				t.Fatalf("Subject(Type, Entity()) = %q, want %q", got, tt.want)
 			}
+			if got, want := matches([]string{ProjectSubjects}, tt.want), strings.HasPrefix(string(tt.typ), "project."); got != want {
+				t.Fatalf("ProjectSubjects matches %q: %v, want %v", tt.want, got, want)
+			}
+			if got, want := matches(RenderSubjects(upperRender), tt.want), tt.typ.RenderScoped(); got != want {
+				t.Fatalf("RenderSubjects matches %q: %v, want %v", tt.want, got, want)
+			}
 			again, err := Decode(tt.want, []byte(data))
 			if err != nil {
 				t.Fatalf("Decode on its own subject: %v", err)
@@ -194,6 +200,22 @@ func TestEventSubject(t *testing.T) {
 			t.Errorf("no subject row for %s", typ)
 		}
 	}
+}
+
+// matches reports whether one of filters, of literal and "*" tokens,
+// matches subject.
+func matches(filters []string, subject string) bool {
+	for _, f := range filters {
+		ft, st := strings.Split(f, "."), strings.Split(subject, ".")
+		ok := len(ft) == len(st)
+		for i := 0; ok && i < len(ft); i++ {
+			ok = ft[i] == "*" || ft[i] == st[i]
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
 }
 
 // TestDecodeBody: DecodeBody checks everything but the subject, in
