@@ -56,7 +56,7 @@ func Verify(ctx context.Context, js jetstream.JetStream, store *readmodel.Store,
 	var filter []string
 	if opts.RenderID != "" {
 		// Project events shape share URLs too: read those with the render's.
-		filter = append(events.RenderSubjects(opts.RenderID), events.SubjectPre+string(events.TypeProjectUpdated)+".*")
+		filter = append(events.RenderSubjects(opts.RenderID), events.ProjectSubjects)
 	}
 	msgs, head, err := ReadStream(ctx, js, filter)
 	if err != nil {
