@@ -35,7 +35,7 @@ func runKeysCreate(ctx context.Context, env *environment, args []string) error {
 	fs, errs := newFlagSet("keys create", env, &cfg, "nats")
 	project := fs.String("project", "", "UUID of the project the key belongs to (required)")
 	keyID := fs.String("key-id", "", "id of the key (default: a random key_…); no '.', '*', '>' or spaces")
-	fs.StringVar(&cfg.Env, "env", envOr(env.getenv, "CRAFTKIT_ENV", "live"), "environment of the key: live or test (env CRAFTKIT_ENV)")
+	fs.StringVar(&cfg.Env, "env", envOr(env.getenv, "CRAFTKIT_ENV", events.EnvLive), "environment of the key: live or test (env CRAFTKIT_ENV)")
 	if _, err := parseCtl(fs, errs, &cfg, args, 0); err != nil {
 		return err
 	}
