@@ -55,11 +55,14 @@ func (p *Projector) consume(ctx context.Context, r run) (err error) {
 		p.metrics.NATSErrors.Inc()
 		return fmt.Errorf("ordered consumer from %d: %w", r.from+1, err)
 	}
-	// Both bounds hold at once: a pull asks for at most 2 × batch messages
-	// and at most fetchBytes, so a run of large events cannot make the
-	// server queue more for this connection than it will send before
-	// dropping it as a slow consumer.
-	it, err := cons.Messages(jetstream.PullMaxMessagesWithBytesLimit(2*p.cfg.BatchSize, p.fetchBytes()))
+	// What the server has been asked for and the iterator holds stays
+	// within fetchBytes, so a run of large events cannot make the server
+	// queue more for this connection than it sends before dropping it as a
+	// slow consumer. Not PullMaxMessagesWithBytesLimit: a pull with a byte
+	// limit that ends by its message count ends with a status message too
+	// ("409 Batch Completed"), and the iterator's channel, as large as that
+	// count, then overflows and drops messages.
+	it, err := cons.Messages(jetstream.PullMaxBytes(p.fetchBytes()))
 	if err != nil {
 		p.metrics.NATSErrors.Inc()
 		return fmt.Errorf("messages: %w", err)
@@ -192,10 +195,10 @@ func feed(it jetstream.MessagesContext, size int, held *budget) (<-chan delivere
 	return msgs, errc, func() { close(done); it.Stop() }
 }
 
-// fetchBytes bounds what one pull asks the server for: MaxFetchBytes, or
-// more when the server accepts messages so large that one would not fit
-// (the server counts a message's subject and reply subject too, and refuses
-// a pull that cannot take even its first message).
+// fetchBytes bounds what the iterator asks the server for and holds:
+// MaxFetchBytes, or more when the server accepts messages so large that one
+// would not fit (the server counts a message's subject and reply subject
+// too, and ends a pull that cannot take its next message).
 func (p *Projector) fetchBytes() int {
 	return max(p.cfg.MaxFetchBytes, int(p.js.Conn().MaxPayload())+fetchSlack)
 }

@@ -21,11 +21,11 @@ type Config struct {
 	LeaseTTL   time.Duration // how long a dead projector keeps the lease (default 5s)
 	DropGrace  time.Duration // how long a replaced generation stays readable (default 5s)
 	MaxBackoff time.Duration // longest pause between retries (default 5s)
-	// MaxFetchBytes bounds the events in memory (default 8 MiB): a pull
-	// asks the server for at most this many bytes (raised to fit one
-	// message of the server's max payload), at most two pulls are
-	// outstanding, and events taken from the stream but not yet applied
-	// stay within it too, so at most about 3 × MaxFetchBytes are held.
+	// MaxFetchBytes bounds the events in memory (default 8 MiB): what the
+	// consumer has asked the server for and not yet handed over stays
+	// within it (raised to fit one message of the server's max payload),
+	// and so do events taken from the stream but not yet applied, so at
+	// most about 2 × MaxFetchBytes are held.
 	MaxFetchBytes int
 }
 
