@@ -77,7 +77,7 @@ func benchWorld(b *testing.B, sizes ...int) http.Handler {
 		b.Fatalf("activate: ok=%v err=%v", ok, err)
 	}
 	apiStore := readmodel.New(srv.Client(b), readmodel.DefaultHorizon)
-	return api.NewServer(slog.New(slog.DiscardHandler), apiStore, api.NewPositions(), api.Config{ShareBase: "https://share.example"})
+	return api.NewServer(slog.New(slog.DiscardHandler), apiStore, api.NewPositions(), nil, api.Config{ShareBase: "https://share.example"})
 }
 
 func benchRequest(size int, header ...string) *http.Request {

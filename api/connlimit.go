@@ -42,6 +42,7 @@ type ConnLimiter struct {
 	once    sync.Once
 
 	evicted atomic.Int64
+	metrics *Metrics
 }
 
 // NewConnGrace is how long a new connection may stay silent before it
@@ -49,10 +50,10 @@ type ConnLimiter struct {
 const NewConnGrace = 500 * time.Millisecond
 
 // LimitConns returns ln limited to max open connections for srv, whose
-// ConnState hook it sets (calling the one already set, if any). Serve srv
-// on the returned listener.
-func LimitConns(srv *http.Server, ln net.Listener, max int) *ConnLimiter {
-	l := &ConnLimiter{Listener: ln, max: max, changed: make(chan struct{}, 1), done: make(chan struct{})}
+// ConnState hook it sets (calling the one already set, if any), counting
+// them in metrics (which may be nil). Serve srv on the returned listener.
+func LimitConns(srv *http.Server, ln net.Listener, max int, metrics *Metrics) *ConnLimiter {
+	l := &ConnLimiter{Listener: ln, max: max, changed: make(chan struct{}, 1), done: make(chan struct{}), metrics: metrics}
 	next := srv.ConnState
 	srv.ConnState = func(c net.Conn, s http.ConnState) {
 		if lc, ok := c.(*limitedConn); ok {
@@ -92,6 +93,7 @@ func (l *ConnLimiter) Accept() (net.Conn, error) {
 	lc := &limitedConn{Conn: c, l: l}
 	lc.quiet(&l.fresh)
 	l.mu.Unlock()
+	l.metrics.connOpened()
 	return lc, nil
 }
 
@@ -119,6 +121,7 @@ func (l *ConnLimiter) reserve() error {
 		l.mu.Unlock()
 		if victim != nil {
 			l.evicted.Add(1)
+			l.metrics.connEvicted()
 			_ = victim.Close() // the server's read fails and it forgets the connection
 			continue
 		}
@@ -253,6 +256,7 @@ func (c *limitedConn) Close() error {
 	c.unquiet()
 	c.l.open--
 	c.l.mu.Unlock()
+	c.l.metrics.connClosed()
 	c.l.signal()
 	return err
 }

@@ -12,8 +12,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/craftkit/sharesd/api"
 )
+
+// metricValue is the value of a gauge or counter.
+func metricValue(t testing.TB, c prometheus.Metric) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Gauge != nil {
+		return m.Gauge.GetValue()
+	}
+	return m.Counter.GetValue()
+}
 
 // countingListener counts the connections it has accepted and not yet
 // seen closed, and the most ever open at once: the server's descriptors.
@@ -69,7 +85,8 @@ func TestConnLimit(t *testing.T) {
 		IdleTimeout:       time.Minute,
 		ErrorLog:          slog.NewLogLogger(slog.DiscardHandler, slog.LevelWarn),
 	}
-	limited := api.LimitConns(srv, counted, limit)
+	metrics := api.NewMetrics(prometheus.NewRegistry())
+	limited := api.LimitConns(srv, counted, limit, metrics)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(limited) }()
 	addr := ln.Addr().String()
@@ -144,6 +161,9 @@ func TestConnLimit(t *testing.T) {
 		t.Errorf("no connection was closed to make room")
 	}
 	t.Logf("peak %d connections, %d closed to make room", counted.peak.Load(), limited.Evicted())
+	if got, want := metricValue(t, metrics.ConnsEvicted), float64(limited.Evicted()); got != want {
+		t.Errorf("sharesd_http_connections_evicted_total = %v, want %v", got, want)
+	}
 
 	// Once the clients are gone, so are the server's connections.
 	for _, c := range hostile {
@@ -151,8 +171,8 @@ func TestConnLimit(t *testing.T) {
 	}
 	hostile = nil
 	waitFor(t, 5*time.Second, func() error {
-		if n, m := counted.open.Load(), limited.Open(); n != 0 || m != 0 {
-			return fmt.Errorf("%d connections still open (limiter counts %d)", n, m)
+		if n, m, g := counted.open.Load(), limited.Open(), metricValue(t, metrics.ConnsOpen); n != 0 || m != 0 || g != 0 {
+			return fmt.Errorf("%d connections still open (limiter counts %d, sharesd_http_connections_open %v)", n, m, g)
 		}
 		return nil
 	})

@@ -35,7 +35,7 @@ func TestReadyzSaysWhyWithoutDetails(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			var logs strings.Builder
 			logger := slog.New(slog.NewJSONHandler(&logs, nil))
-			srv := httptest.NewServer(api.NewServer(logger, nil, nil, api.Config{HealthOnly: true,
+			srv := httptest.NewServer(api.NewServer(logger, nil, nil, nil, api.Config{HealthOnly: true,
 				Ready: func(context.Context) error { return c.err }}))
 			defer srv.Close()
 			r := request(t, srv, http.MethodGet, "/readyz", nil)

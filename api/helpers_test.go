@@ -103,7 +103,7 @@ func (w *world) handler(positions *api.Positions, cfg api.Config) http.Handler {
 	if cfg.ShareBase == "" {
 		cfg.ShareBase = defaultBase
 	}
-	return api.NewServer(slog.New(slog.DiscardHandler), w.apiStore(), positions, cfg)
+	return api.NewServer(slog.New(slog.DiscardHandler), w.apiStore(), positions, nil, cfg)
 }
 
 // apiStore is a Store on a client configured as the API's.
@@ -128,7 +128,7 @@ func serveStore(t testing.TB, store api.Store, positions *api.Positions, cfg api
 	if cfg.ShareBase == "" {
 		cfg.ShareBase = defaultBase
 	}
-	srv := httptest.NewServer(api.NewServer(slog.New(slog.DiscardHandler), store, positions, cfg))
+	srv := httptest.NewServer(api.NewServer(slog.New(slog.DiscardHandler), store, positions, nil, cfg))
 	t.Cleanup(srv.Close)
 	return srv
 }

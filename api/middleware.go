@@ -81,7 +81,7 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 // withLogging logs one line per request (never the Authorization header)
 // and records its duration by route template and status.
-func withLogging(logger *slog.Logger, observe func(string, int, time.Duration), next http.Handler) http.Handler {
+func withLogging(logger *slog.Logger, metrics *Metrics, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
@@ -95,9 +95,7 @@ func withLogging(logger *slog.Logger, observe func(string, int, time.Duration), 
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
-		if observe != nil {
-			observe(route, sw.status, d)
-		}
+		metrics.observe(route, sw.status, d)
 		level := slog.LevelDebug
 		if sw.status >= 500 {
 			level = slog.LevelWarn

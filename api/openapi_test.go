@@ -32,7 +32,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -155,14 +154,13 @@ func specData(t testing.TB) []events.Event {
 
 // specServer is the API over HTTP on its own redis-server. With data it
 // has an active generation holding specData; without, Redis is empty, as
-// while a rebuild from zero runs. routes receives the name of the route
-// of each request ("unmatched" for none).
+// while a rebuild from zero runs. Its metrics tell the route of each
+// request ("unmatched" for none).
 type specServer struct {
 	*httptest.Server
-	redis *redistest.Server
-
-	mu     sync.Mutex
-	routes []string
+	redis  *redistest.Server
+	reg    *prometheus.Registry
+	counts map[string]uint64 // requests by route at the last lastRoute
 }
 
 func startSpecServer(t testing.TB, data bool) *specServer {
@@ -200,13 +198,11 @@ func startSpecServer(t testing.TB, data bool) *specServer {
 	store := readmodel.New(rdb, readmodel.DefaultHorizon)
 
 	reg := prometheus.NewRegistry()
-	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sharesd_test_requests_total", Help: "Requests."}, []string{"route"})
-	reg.MustRegister(requests)
-	s := &specServer{redis: rs}
-	handler := api.NewServer(slog.New(slog.DiscardHandler), store, nil, api.Config{
-		Env:       "live",
-		ShareBase: specDefault,
-		Metrics:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+	s := &specServer{redis: rs, reg: reg}
+	handler := api.NewServer(slog.New(slog.DiscardHandler), store, nil, api.NewMetrics(reg), api.Config{
+		Env:            "live",
+		ShareBase:      specDefault,
+		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		Ready: func(ctx context.Context) error { // what serve's readiness checks of Redis
 			if err := rdb.Ping(ctx).Err(); err != nil {
 				return &api.NotReady{Reason: api.ReasonRedis, Err: err}
@@ -220,26 +216,41 @@ func startSpecServer(t testing.TB, data bool) *specServer {
 			}
 			return nil
 		},
-		Observe: func(route string, status int, d time.Duration) {
-			requests.WithLabelValues(route).Inc()
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			s.routes = append(s.routes, route)
-		},
 	})
 	s.Server = httptest.NewServer(handler)
 	t.Cleanup(s.Close)
 	return s
 }
 
-// lastRoute is the route name the server observed for its last request.
-func (s *specServer) lastRoute() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.routes) == 0 {
-		return ""
+// lastRoute is the route whose request count in the server's metrics grew
+// since the last call ("" for none).
+func (s *specServer) lastRoute(t testing.TB) string {
+	t.Helper()
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return s.routes[len(s.routes)-1]
+	counts := map[string]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "sharesd_http_request_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "route" {
+					counts[l.GetValue()] += m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	last := ""
+	for route, n := range counts {
+		if n != s.counts[route] {
+			last = route
+		}
+	}
+	s.counts = counts
+	return last
 }
 
 // specCase is one real request and the status it must get.
@@ -618,7 +629,7 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 		for _, method := range methods {
 			c := specCase{srv: srv, method: method, path: strings.ReplaceAll(path, "{id}", specRender), header: specAuth(specKey)}
 			r := c.do(t)
-			if route := srv.lastRoute(); route == "unmatched" || r.status == http.StatusMethodNotAllowed {
+			if route := srv.lastRoute(t); route == "unmatched" || r.status == http.StatusMethodNotAllowed {
 				t.Errorf("%s %s: %d on route %q, want the route of openapi.yaml", method, path, r.status, route)
 			}
 		}

@@ -17,8 +17,8 @@ func addRoutes(r *mux.Router, s *server) {
 	r.Handle("/healthz", handleHealthz()).Methods(http.MethodGet, http.MethodHead).Name("healthz")
 	r.Handle("/readyz", handleReadyz(s.logger, s.cfg.Ready)).Methods(http.MethodGet, http.MethodHead).Name("readyz")
 	r.Handle("/openapi.yaml", handleOpenAPI()).Methods(http.MethodGet, http.MethodHead).Name("openapi")
-	if s.cfg.Metrics != nil {
-		r.Handle("/metrics", s.cfg.Metrics).Methods(http.MethodGet, http.MethodHead).Name("metrics")
+	if s.cfg.MetricsHandler != nil {
+		r.Handle("/metrics", s.cfg.MetricsHandler).Methods(http.MethodGet, http.MethodHead).Name("metrics")
 	}
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, codeNotFound, "no such route")

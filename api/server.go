@@ -28,10 +28,8 @@ type Config struct {
 	// Ready reports whether the process can serve (for /readyz); nil means
 	// always ready.
 	Ready func(ctx context.Context) error
-	// Metrics serves /metrics when set.
-	Metrics http.Handler
-	// Observe records each request's duration by route and status when set.
-	Observe func(route string, status int, d time.Duration)
+	// MetricsHandler serves /metrics when set.
+	MetricsHandler http.Handler
 	// HealthOnly serves only health, metrics and the OpenAPI description:
 	// the HTTP side of a projector-only process.
 	HealthOnly bool
@@ -72,9 +70,10 @@ type server struct {
 	cfg       Config
 }
 
-// NewServer returns the API's handler. positions may be nil, in which case
-// ?minSeq reads once without waiting.
-func NewServer(logger *slog.Logger, store Store, positions *Positions, cfg Config) http.Handler {
+// NewServer returns the API's handler, recording in metrics (see
+// NewMetrics). positions may be nil, in which case ?minSeq reads once
+// without waiting; metrics may be nil.
+func NewServer(logger *slog.Logger, store Store, positions *Positions, metrics *Metrics, cfg Config) http.Handler {
 	cfg.defaults()
 	s := &server{logger: logger, store: store, positions: positions, cfg: cfg,
 		keys: newKeyCache(store, cfg.KeyCacheTTL, cfg.KeyCacheSize)}
@@ -84,5 +83,5 @@ func NewServer(logger *slog.Logger, store Store, positions *Positions, cfg Confi
 	addRoutes(r, s)
 	r.Use(nameRoute)
 	// Wrapped from the outside: router.Use would skip 404 and 405.
-	return withRequestID(withLogging(logger, cfg.Observe, onlyCleanPaths(noBody(r))))
+	return withRequestID(withLogging(logger, metrics, onlyCleanPaths(noBody(r))))
 }

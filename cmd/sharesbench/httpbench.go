@@ -53,7 +53,7 @@ func serveHTTP(h http.Handler) (string, func() error, error) {
 func newAPI(ctx context.Context, store *readmodel.Store) http.Handler {
 	positions := api.NewPositions()
 	go store.FollowApplied(ctx, func(a readmodel.AppliedPos) { positions.Set(a.Seq) })
-	return api.NewServer(slog.New(slog.DiscardHandler), store, positions, api.Config{Env: "live", ShareBase: shareBase})
+	return api.NewServer(slog.New(slog.DiscardHandler), store, positions, nil, api.Config{Env: "live", ShareBase: shareBase})
 }
 
 // fixedResponse is what the API answered for one render: the ceiling

@@ -52,9 +52,11 @@ func runDev(ctx context.Context, env *environment, args []string) error {
 	if err != nil {
 		return fmt.Errorf("-http-addr / HTTP_ADDR: %w (another sharesd dev running? pick another with -http-addr :8081)", err)
 	}
-	ready := make(chan struct{})
-	go announceDemo(ctx, env.stdout, logger, cfg, ln.Addr().String(), ready)
-	return serve(ctx, logger, cfg, ln, true, true, ready)
+	return serve(ctx, logger, cfg, ln, modeAll, func(ctx context.Context) error {
+		announceDemo(ctx, env.stdout, logger, cfg, ln.Addr().String())
+		<-ctx.Done() // the demo is printed; the stack runs on
+		return nil
+	})
 }
 
 func startNATS(listen, storeDir string) (*server.Server, error) {
@@ -89,12 +91,7 @@ func startRedis(dir string, logger *slog.Logger) (string, func(), error) {
 
 // announceDemo seeds the demo project once the stack is up, waits until
 // the API lists it and prints the curl that does.
-func announceDemo(ctx context.Context, w io.Writer, logger *slog.Logger, cfg Config, addr string, ready <-chan struct{}) {
-	select {
-	case <-ready:
-	case <-ctx.Done():
-		return
-	}
+func announceDemo(ctx context.Context, w io.Writer, logger *slog.Logger, cfg Config, addr string) {
 	nc, js, err := connectNATS(cfg.NATSURL, logger, false)
 	if err != nil {
 		logger.Error("seed demo", "err", err)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,25 +23,37 @@ import (
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
 
+// mode is what a serving process runs.
+type mode int
+
+const (
+	modeAll       mode = iota // the projector and the API: serve, dev
+	modeProjector             // the projector; HTTP serves only health and metrics
+	modeAPI                   // the API
+)
+
+func (m mode) projector() bool { return m != modeAPI }
+func (m mode) api() bool       { return m != modeProjector }
+
 func runServe(ctx context.Context, env *environment, args []string) error {
-	return serveMode(ctx, env, "serve", args, true, true)
+	return serveMode(ctx, env, "serve", args, modeAll)
 }
 
 func runProjector(ctx context.Context, env *environment, args []string) error {
-	return serveMode(ctx, env, "projector", args, true, false)
+	return serveMode(ctx, env, "projector", args, modeProjector)
 }
 
 func runAPI(ctx context.Context, env *environment, args []string) error {
-	return serveMode(ctx, env, "api", args, false, true)
+	return serveMode(ctx, env, "api", args, modeAPI)
 }
 
-func serveMode(ctx context.Context, env *environment, name string, args []string, withProjector, withAPI bool) error {
+func serveMode(ctx context.Context, env *environment, name string, args []string, m mode) error {
 	var cfg Config
 	groups := []string{"redis", "http"}
-	if withProjector {
+	if m.projector() {
 		groups = append(groups, "nats", "projector")
 	}
-	if withAPI {
+	if m.api() {
 		groups = append(groups, "api")
 	}
 	fs, errs := newFlagSet(name, env, &cfg, groups...)
@@ -53,59 +64,100 @@ func serveMode(ctx context.Context, env *environment, name string, args []string
 	if err != nil {
 		return fmt.Errorf("-http-addr / HTTP_ADDR: %w", err)
 	}
-	return serve(ctx, newLogger(cfg, env.stderr), cfg, ln, withProjector, withAPI, nil)
+	return serve(ctx, newLogger(cfg, env.stderr), cfg, ln, m)
 }
 
-// serve runs the projector and/or the API on ln until ctx ends. ready, if
-// not nil, is closed once everything is wired and listening.
-func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener, withProjector, withAPI bool, ready chan<- struct{}) error {
+// serve runs the components of mode m, and extra beside them (dev's demo),
+// on ln until ctx ends or one of them fails. Each component is one actor of
+// the run group; the clients are closed after every actor has returned.
+func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener, m mode, extra ...func(context.Context) error) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	var (
-		proj *projector.Projector
-		nc   *nats.Conn
-		js   jetstream.JetStream
-	)
-	if withProjector {
-		var err error
-		nc, js, err = connectNATS(cfg.NATSURL, logger, true)
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		rdb, err := redisClient(cfg.RedisURL, false)
-		if err != nil {
-			return err
-		}
-		defer rdb.Close()
-		store := readmodel.New(rdb, cfg.DedupeHorizon)
-		proj = projector.New(js, store, logger.With("component", "projector"), projector.NewMetrics(reg),
-			projector.Config{BatchSize: cfg.BatchSize})
-	}
-
 	apiRDB, err := redisClient(cfg.RedisURL, true)
 	if err != nil {
 		return err
 	}
 	defer apiRDB.Close()
-	apiStore := readmodel.New(apiRDB, cfg.DedupeHorizon)
+	store := readmodel.New(apiRDB, cfg.DedupeHorizon)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var g group.Group
+	var proj *projectorPart
+	if m.projector() {
+		if proj, err = newProjectorPart(logger, cfg, reg); err != nil {
+			return err
+		}
+		defer proj.close()
+		g.Add(func() error { return proj.run(ctx, logger, store) }, func(error) { cancel() })
+	}
 	positions := api.NewPositions()
-	httpMetrics := prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "sharesd_http_request_duration_seconds",
-		Help:    "HTTP requests by route and status.",
-		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
-	}, []string{"route", "status"})
-	reg.MustRegister(httpMetrics)
-	handler := api.NewServer(logger.With("component", "api"), apiStore, positions, api.Config{
+	if m.api() {
+		g.Add(func() error {
+			store.FollowApplied(ctx, func(a readmodel.AppliedPos) { positions.Set(a.Seq) })
+			return nil
+		}, func(error) { cancel() })
+	}
+	metrics := api.NewMetrics(reg)
+	handler := api.NewServer(logger.With("component", "api"), store, positions, metrics, api.Config{
 		Env: cfg.Env, ShareBase: cfg.ShareBase, MinSeqWait: cfg.MinSeqWait,
-		Ready:      readiness(apiStore, nc, proj, cfg.ReadyStall),
-		HealthOnly: !withAPI,
-		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		Observe: func(route string, status int, d time.Duration) {
-			httpMetrics.WithLabelValues(route, strconv.Itoa(status)).Observe(d.Seconds())
-		},
+		Ready:          readiness(store, proj, cfg.ReadyStall),
+		HealthOnly:     !m.api(),
+		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 	})
+	addHTTP(&g, logger, cfg, ln, m, handler, metrics, positions)
+	for _, f := range extra {
+		g.Add(func() error { return f(ctx) }, func(error) { cancel() })
+	}
+	g.Add(group.ContextHandler(ctx))
+	if err := g.Run(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// projectorPart is the projector with its NATS connection and its own
+// Redis client, which waits and retries where the API's fails fast.
+type projectorPart struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	rdb  *redis.Client
+	proj *projector.Projector
+}
+
+func newProjectorPart(logger *slog.Logger, cfg Config, reg prometheus.Registerer) (*projectorPart, error) {
+	nc, js, err := connectNATS(cfg.NATSURL, logger, true)
+	if err != nil {
+		return nil, err
+	}
+	rdb, err := redisClient(cfg.RedisURL, false)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	proj := projector.New(js, readmodel.New(rdb, cfg.DedupeHorizon), logger.With("component", "projector"),
+		projector.NewMetrics(reg), projector.Config{BatchSize: cfg.BatchSize})
+	return &projectorPart{nc: nc, js: js, rdb: rdb, proj: proj}, nil
+}
+
+// run creates the streams when missing, then projects until ctx ends.
+func (p *projectorPart) run(ctx context.Context, logger *slog.Logger, store *readmodel.Store) error {
+	if err := prepareStream(ctx, logger, p.js, store); err != nil {
+		return err
+	}
+	return p.proj.Run(ctx)
+}
+
+func (p *projectorPart) close() {
+	_ = p.rdb.Close()
+	p.nc.Close()
+}
+
+// addHTTP adds the HTTP server of handler on ln, its connections limited
+// to cfg.MaxConns. On shutdown, in-flight requests finish (waiting ?minSeq
+// requests answer now) while the projector saves its position.
+func addHTTP(g *group.Group, logger *slog.Logger, cfg Config, ln net.Listener, m mode, handler http.Handler, metrics *api.Metrics, positions *api.Positions) {
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
@@ -115,55 +167,19 @@ func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	conns := api.LimitConns(srv, ln, cfg.MaxConns)
-	reg.MustRegister(
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "sharesd_http_connections_open", Help: "HTTP connections open."},
-			func() float64 { return float64(conns.Open()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sharesd_http_connections_evicted_total",
-			Help: "Idle HTTP connections closed to make room under -max-conns."},
-			func() float64 { return float64(conns.Evicted()) }),
-	)
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var g group.Group
-	if proj != nil {
-		g.Add(func() error {
-			if err := prepareStream(ctx, logger, js, apiStore); err != nil {
-				return err
-			}
-			return proj.Run(ctx)
-		}, func(error) { cancel() })
-	}
-	if withAPI {
-		g.Add(func() error {
-			apiStore.FollowApplied(ctx, func(a readmodel.AppliedPos) { positions.Set(a.Seq) })
-			return nil
-		}, func(error) { cancel() })
-	}
+	conns := api.LimitConns(srv, ln, cfg.MaxConns, metrics)
 	g.Add(func() error {
-		logger.Info("listening", "addr", ln.Addr().String(), "projector", withProjector, "api", withAPI, "max_conns", cfg.MaxConns)
-		if ready != nil {
-			close(ready)
-		}
+		logger.Info("listening", "addr", ln.Addr().String(), "projector", m.projector(), "api", m.api(), "max_conns", cfg.MaxConns)
 		if err := srv.Serve(conns); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil
 	}, func(error) {
-		// In-flight requests finish (waiting ?minSeq requests answer now);
-		// the projector saves its position.
 		positions.Close()
 		sctx, done := context.WithTimeout(context.Background(), 8*time.Second)
 		defer done()
 		_ = srv.Shutdown(sctx)
 	})
-	g.Add(group.ContextHandler(ctx))
-	if err := g.Run(); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	logger.Info("stopped")
-	return nil
 }
 
 // prepareStream creates the streams when missing and warns about risky
@@ -185,13 +201,13 @@ func prepareStream(ctx context.Context, logger *slog.Logger, js jetstream.JetStr
 
 // readiness reports why the process cannot serve, or nil, as an
 // *api.NotReady: its reason code is public, its cause only logged.
-func readiness(store *readmodel.Store, nc *nats.Conn, proj *projector.Projector, stall time.Duration) func(context.Context) error {
+func readiness(store *readmodel.Store, proj *projectorPart, stall time.Duration) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if err := store.Ping(ctx); err != nil {
 			return &api.NotReady{Reason: api.ReasonRedis, Err: err}
 		}
-		if nc != nil && !nc.IsConnected() {
-			return &api.NotReady{Reason: api.ReasonNATS, Err: errors.New("nats connection " + nc.Status().String())}
+		if proj != nil && !proj.nc.IsConnected() {
+			return &api.NotReady{Reason: api.ReasonNATS, Err: errors.New("nats connection " + proj.nc.Status().String())}
 		}
 		ctl, err := store.ReadControl(ctx)
 		if err != nil {
@@ -201,7 +217,7 @@ func readiness(store *readmodel.Store, nc *nats.Conn, proj *projector.Projector,
 			return &api.NotReady{Reason: api.ReasonNoGeneration, Err: errors.New("a rebuild from zero is in progress")}
 		}
 		if proj != nil {
-			return stalled(ctx, store, proj.Status(), stall)
+			return stalled(ctx, store, proj.proj.Status(), stall)
 		}
 		return nil
 	}
