@@ -124,5 +124,12 @@ func announceDemo(ctx context.Context, w io.Writer, logger *slog.Logger, cfg Con
 		return
 	}
 	printSeed(w, added)
-	fmt.Fprintf(w, "\nsharesd dev is up. Try:\n\n  %s\n\nNATS: %s  (Ctrl-C stops)\n", curl, cfg.NATSURL)
+	fmt.Fprintf(w, "\nsharesd dev is up. Try:\n\n  %s\n\nand, from another shell, against the servers dev started:\n\n  %s\n\n", curl, devStatusLine(cfg))
+	fmt.Fprintf(w, "NATS:  %s\nRedis: %s\n(Ctrl-C stops)\n", cfg.NATSURL, cfg.RedisURL)
+}
+
+// devStatusLine is the `sharesd status` that reads dev's own NATS and
+// Redis; verify and rebuild take the same flags.
+func devStatusLine(cfg Config) string {
+	return "sharesd status -nats-url " + cfg.NATSURL + " -redis-url " + cfg.RedisURL
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,7 +13,10 @@ import (
 	"time"
 )
 
-var curlLine = regexp.MustCompile(`curl -s (http://\S+) -H 'Authorization: Bearer (\S+)'`)
+var (
+	curlLine   = regexp.MustCompile(`curl -s (http://\S+) -H 'Authorization: Bearer (\S+)'`)
+	statusLine = regexp.MustCompile(`(?m)^\s*sharesd (status .*)$`)
+)
 
 // TestDevWithoutRedisServer runs `sharesd dev` as a newcomer on a machine
 // with Go and nothing else would (no redis-server on PATH: the in-process
@@ -69,6 +73,7 @@ func devOnce(t *testing.T, dataDir string) string {
 	if want := "share-3:0 share-2:1 share-1:3"; strings.Join(got, " ") != want {
 		t.Errorf("the printed curl lists %v, want %s", got, want)
 	}
+	checkDevStatus(t, stdout.String())
 	cancel()
 	select {
 	case err := <-done:
@@ -79,4 +84,33 @@ func devOnce(t *testing.T, dataDir string) string {
 		t.Fatal("dev did not stop within 15s")
 	}
 	return stdout.String()
+}
+
+// checkDevStatus runs the `sharesd status` line dev printed, as a newcomer
+// would from another shell (no environment), and checks that it read dev's
+// own servers: the demo events in the stream, an active generation that has
+// applied them and the projector's lease.
+func checkDevStatus(t *testing.T, out string) {
+	t.Helper()
+	m := statusLine.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("dev printed no `sharesd status` line:\n%s", out)
+	}
+	var stdout strings.Builder
+	args := append(strings.Fields(m[1]), "-json")
+	if err := run(context.Background(), args, func(string) string { return "" }, nil, &stdout, io.Discard); err != nil {
+		t.Fatalf("sharesd %s: %v", strings.Join(args, " "), err)
+	}
+	var rep struct {
+		Stream    struct{ LastSeq uint64 }
+		Active    *struct{ Position uint64 }
+		LeaseHeld bool `json:"projectorLeaseHeld"`
+	}
+	if err := json.Unmarshal([]byte(stdout.String()), &rep); err != nil {
+		t.Fatalf("status -json: %v\n%s", err, stdout.String())
+	}
+	if rep.Stream.LastSeq == 0 || rep.Active == nil || !rep.LeaseHeld {
+		t.Errorf("the printed status line reads a stream at %d, active generation %+v, lease held %v: want dev's stream, generation and projector\n%s",
+			rep.Stream.LastSeq, rep.Active, rep.LeaseHeld, stdout.String())
+	}
 }
