@@ -12,8 +12,8 @@ import (
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
 
-// unauthorized is the one answer to every authentication failure: the same
-// body whatever the cause, so a caller learns nothing about keys.
+// unauthorizedMessage is the one answer to every authentication failure:
+// the same body whatever the cause, so a caller learns nothing about keys.
 const unauthorizedMessage = "a valid API key is required"
 
 // authenticate admits requests with a live key of this server's

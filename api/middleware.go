@@ -15,8 +15,8 @@ import (
 type ctxKey struct{}
 
 // reqInfo is what the middleware learns of a request, put in its context
-// once (one copy of the request, not one per middleware) and filled in as
-// the request goes down: its id, its route's name, the key's project.
+// once by withRequestID and filled in as the request goes down: its id, its
+// route's name, the key's project.
 type reqInfo struct {
 	id      string
 	route   string

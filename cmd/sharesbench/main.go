@@ -8,7 +8,7 @@
 // ceiling. It needs nothing but the project's set-up: it starts an embedded
 // NATS server and a redis-server child unless given -nats-url/-redis-url.
 //
-//	go run ./cmd/sharesbench            # the defaults of issue 4: about 8 minutes on 2 cores
+//	go run ./cmd/sharesbench            # the full run: about 8 minutes on 2 cores
 //	go run ./cmd/sharesbench -quick     # a small run: about 2 minutes
 package main
 

@@ -76,8 +76,7 @@ func (s *Store) LeaseHeld(ctx context.Context) (bool, error) {
 
 // ReleaseLease gives the lease up if token holds it.
 func (s *Store) ReleaseLease(ctx context.Context, token string) error {
-	return s.rdb.Eval(ctx, `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`,
-		[]string{leaseKey()}, token).Err()
+	return releaseLease.Run(ctx, s.rdb, []string{leaseKey()}, token).Err()
 }
 
 // DropGen deletes every key of generation gen with SCAN and UNLINK (never

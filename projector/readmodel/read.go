@@ -80,12 +80,12 @@ func (s *Store) List(ctx context.Context, projectID, renderID string, have *Vers
 		l.ProjectVer, _ = strconv.ParseUint(v, 10, 64)
 	}
 	parts, _ := res.([]any)
-	if len(parts) < 3 {
+	if len(parts) < replyPacked {
 		return nil, fmt.Errorf("list %s: unexpected reply %T", renderID, res)
 	}
-	l.Seq = uintOf(parts[1])
-	l.Ver = uintOf(parts[2])
-	if len(parts) == 3 {
+	l.Seq = uintOf(parts[replySeq])
+	l.Ver = uintOf(parts[replyVer])
+	if len(parts) == replyPacked { // no shares read
 		if have.Any || have.ProjectVer == l.ProjectVer {
 			l.NotModified = true
 			return l, nil
@@ -93,13 +93,20 @@ func (s *Store) List(ctx context.Context, projectID, renderID string, have *Vers
 		// The project changed but the render did not: read the shares.
 		return s.List(ctx, projectID, renderID, nil)
 	}
-	packed, _ := parts[3].(string)
+	packed, _ := parts[replyPacked].(string)
 	l.packed = []byte(packed)
 	if have != nil && have.Ver == l.Ver && have.ProjectVer == l.ProjectVer {
 		l.NotModified = true
 	}
 	return l, nil
 }
+
+// The elements of readRender's reply: {project, seq, ver[, packed]}.
+const (
+	replySeq    = 1
+	replyVer    = 2
+	replyPacked = 3
+)
 
 // read is the keys readRender takes: render, shares, recs, clicks, revoked.
 func (k renderKeys) read() []string { return k[kRender : kRevoked+1] }

@@ -256,6 +256,14 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 `)
 
+// releaseLease deletes the projector lease if token ARGV[1] holds it.
+//
+//	KEYS  lease
+var releaseLease = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
 // swapRender moves a rebuilt render's scratch keys over the live ones if the
 // scratch copy has applied at least as far as the live one.
 //
@@ -275,4 +283,4 @@ end
 return -1
 `)
 
-var allScripts = []*redis.Script{applyRender, applyProject, applyKey, readRender, setPos, activate, lease, swapRender}
+var allScripts = []*redis.Script{applyRender, applyProject, applyKey, readRender, setPos, activate, lease, releaseLease, swapRender}
