@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -14,6 +15,7 @@ import (
 	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/projector/model"
 	"github.com/craftkit/sharesd/projector/readmodel"
+	"github.com/craftkit/sharesd/projector/readmodel/redistest"
 )
 
 // apiTime is how the API writes t, computed independently of render.go:
@@ -230,5 +232,67 @@ func TestAppendMillis(t *testing.T) {
 			continue
 		}
 		check(d*86400000 + (d*7919337)%86400000)
+	}
+}
+
+// BenchmarkAppendShares measures rendering a list read from a real Redis,
+// Redis itself left out: the Go cost of a response body (List.Shares and
+// appendShare). Every other share has an email and an expiry, every tenth
+// is revoked. It allocates nothing once the buffer is large enough.
+func BenchmarkAppendShares(b *testing.B) {
+	rs := redistest.Start(b)
+	store := readmodel.New(rs.Client(b), readmodel.DefaultHorizon)
+	ctx := context.Background()
+	gen := readmodel.NewGen(time.Now())
+	if ok, err := store.Activate(ctx, gen, ""); err != nil || !ok {
+		b.Fatalf("activate: %v %v", ok, err)
+	}
+	project := "0b6c7c0e-8a1f-4c7e-9d2a-3e4f5a6b7c8d"
+	at := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	msg, email, reason := "Here is your signed agreement.", "ada@example.com", "revoked_by_partner"
+	for _, n := range []int{1, 10, 100, 1000} {
+		render := fmt.Sprintf("00000000-0000-4000-8000-%012d", n)
+		var ops []readmodel.Op
+		op := func(data any) {
+			ev := events.Event{ID: fmt.Sprintf("ev-%d-%d", n, len(ops)), ProjectID: project, RenderID: render, Data: data}
+			switch data.(type) {
+			case *events.ShareCreated:
+				ev.Type = events.TypeShareCreated
+			case *events.ShareRevoked:
+				ev.Type = events.TypeShareRevoked
+			}
+			ops = append(ops, readmodel.Op{Seq: uint64(n*10000 + len(ops) + 1), Time: at, Event: ev})
+		}
+		for i := range n {
+			id := fmt.Sprintf("0b6c7c0e-8a1f-4c7e-9d2a-%012d", i)
+			s := &events.ShareCreated{ShareID: id, Channel: "link", Message: &msg, CreatedAt: at.Add(time.Duration(i) * time.Second), ShareToken: "cks_" + id}
+			if i%2 == 0 {
+				s.Channel, s.RecipientEmail, s.ExpiresAt = "email", &email, &at
+			}
+			op(s)
+			if i%10 == 0 {
+				op(&events.ShareRevoked{ShareID: id, RevokedAt: at, Reason: &reason})
+			}
+		}
+		if _, _, err := store.Apply(ctx, gen, ops, 0, false); err != nil {
+			b.Fatal(err)
+		}
+		list, err := store.List(ctx, project, render, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("shares=%d", n), func(b *testing.B) {
+			buf, err := appendShares(nil, list, "https://share.example")
+			if err != nil || list.Len() != n {
+				b.Fatalf("%d shares, err %v; want %d", list.Len(), err, n)
+			}
+			b.SetBytes(int64(len(buf)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if buf, err = appendShares(buf[:0], list, "https://share.example"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

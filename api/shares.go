@@ -43,13 +43,8 @@ func handleListShares(logger *slog.Logger, store Store, positions *Positions, cf
 			ask = &cached.v
 		}
 		list, err := readList(r, store, positions, cfg.MinSeqWait, id, ask, minSeq)
-		switch {
-		case errors.Is(err, readmodel.ErrNotFound):
-			writeError(w, codeNotFound, "render not found")
-			return
-		case err != nil:
-			logger.ErrorContext(ctx, "list shares", "request_id", requestID(ctx), "render_id", id, "err", err)
-			unavailable(w)
+		if err != nil {
+			listFailed(w, r, logger, id, "list shares", err)
 			return
 		}
 		current := readmodel.Versions{Ver: list.Ver, ProjectVer: list.ProjectVer}
@@ -68,8 +63,7 @@ func handleListShares(logger *slog.Logger, store Store, positions *Positions, cf
 			defer bufs.Put(bp)
 			if body, err = appendBody((*bp)[:0], list, cfg.ShareBase); err != nil {
 				h.Del("ETag")
-				logger.ErrorContext(ctx, "render shares", "request_id", requestID(ctx), "render_id", id, "err", err)
-				unavailable(w)
+				listFailed(w, r, logger, id, "render shares", err)
 				return
 			}
 			*bp = body
@@ -77,6 +71,18 @@ func handleListShares(logger *slog.Logger, store Store, positions *Positions, cf
 		}
 		writeBody(w, body)
 	})
+}
+
+// listFailed answers 404 for readmodel.ErrNotFound, else logs err as what
+// failed and answers 503.
+func listFailed(w http.ResponseWriter, r *http.Request, logger *slog.Logger, id, what string, err error) {
+	if errors.Is(err, readmodel.ErrNotFound) {
+		writeError(w, codeNotFound, "render not found")
+		return
+	}
+	ctx := r.Context()
+	logger.ErrorContext(ctx, what, "request_id", requestID(ctx), "render_id", id, "err", err)
+	unavailable(w)
 }
 
 // writeBody answers 200 with a JSON body.

@@ -72,33 +72,41 @@ func (s *Store) List(ctx context.Context, projectID, renderID string, have *Vers
 	if listErr != nil {
 		return nil, fmt.Errorf("list %s: %w", renderID, listErr)
 	}
-	l := &List{}
+	l, read := listOf(res, proj)
+	switch {
+	case l == nil:
+		return nil, fmt.Errorf("list %s: unexpected reply %T", renderID, res)
+	case !read && (have.Any || have.ProjectVer == l.ProjectVer):
+		l.NotModified = true
+	case !read: // the project changed but the render did not: read the shares
+		return s.List(ctx, projectID, renderID, nil)
+	case have != nil && have.Ver == l.Ver && have.ProjectVer == l.ProjectVer:
+		l.NotModified = true
+	}
+	return l, nil
+}
+
+// listOf makes a List of readRender's reply and the project's base and
+// version, and reports whether the reply holds the shares. It returns nil
+// for a reply of another shape.
+func listOf(res any, proj []any) (*List, bool) {
+	parts, _ := res.([]any)
+	if len(parts) < replyPacked {
+		return nil, false
+	}
+	l := &List{Seq: uintOf(parts[replySeq]), Ver: uintOf(parts[replyVer])}
 	if base, ok := proj[0].(string); ok {
 		l.ShareBase = base
 	}
 	if v, ok := proj[1].(string); ok {
 		l.ProjectVer, _ = strconv.ParseUint(v, 10, 64)
 	}
-	parts, _ := res.([]any)
-	if len(parts) < replyPacked {
-		return nil, fmt.Errorf("list %s: unexpected reply %T", renderID, res)
-	}
-	l.Seq = uintOf(parts[replySeq])
-	l.Ver = uintOf(parts[replyVer])
-	if len(parts) == replyPacked { // no shares read
-		if have.Any || have.ProjectVer == l.ProjectVer {
-			l.NotModified = true
-			return l, nil
-		}
-		// The project changed but the render did not: read the shares.
-		return s.List(ctx, projectID, renderID, nil)
+	if len(parts) == replyPacked {
+		return l, false
 	}
 	packed, _ := parts[replyPacked].(string)
 	l.packed = []byte(packed)
-	if have != nil && have.Ver == l.Ver && have.ProjectVer == l.ProjectVer {
-		l.NotModified = true
-	}
-	return l, nil
+	return l, true
 }
 
 // The elements of readRender's reply: {project, seq, ver[, packed]}.
