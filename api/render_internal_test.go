@@ -18,29 +18,24 @@ import (
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
 )
 
-// apiTime is how the API writes t, computed independently of render.go:
-// UTC, truncated to the millisecond.
-func apiTime(t time.Time) string {
-	return t.UTC().Truncate(time.Millisecond).Format("2006-01-02T15:04:05.000Z")
-}
-
 // TestAppendShare checks each field of a rendered share against the
 // contract: nulls, empty strings, times on both sides of the epoch and up
-// to year 9999, strings to escape, long strings.
+// to year 9999, strings to escape, long strings. Times are expected as
+// events.FormatMillis writes them (time.Time.Format), not as appendMillis.
 func TestAppendShare(t *testing.T) {
 	t.Parallel()
-	at := func(s string) time.Time {
+	ms := func(s string) int64 {
 		v, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return v
+		return events.Millis(v)
 	}
-	ms := func(s string) int64 { return events.Millis(at(s)) }
 	some := func(s string) readmodel.NullString { return readmodel.NullString{B: []byte(s), Valid: true} }
 	someAt := func(s string) readmodel.NullMillis { return readmodel.NullMillis{Ms: ms(s), Valid: true} }
 	strp := func(s string) *string { return &s }
-	timep := func(s string) *string { return strp(apiTime(at(s))) }
+	apiTime := func(s string) string { return events.FormatMillis(ms(s)) }
+	timep := func(s string) *string { return strp(apiTime(s)) }
 	created := "2026-06-05T12:05:00.123456789+02:00"
 	view := func(id, channel, token string) readmodel.Share {
 		return readmodel.Share{ID: []byte(id), Channel: channel, CreatedAt: ms(created), ShareToken: []byte(token)}
@@ -52,7 +47,7 @@ func TestAppendShare(t *testing.T) {
 		want model.Share
 	}{
 		{name: "all nulls", view: view("s1", "link", "cks_1"),
-			want: model.Share{ID: "s1", Channel: "link", CreatedAt: apiTime(at(created)), ShareToken: "cks_1"}},
+			want: model.Share{ID: "s1", Channel: "link", CreatedAt: apiTime(created), ShareToken: "cks_1"}},
 		{name: "every field", view: func() readmodel.Share {
 			v := view("s2", "email", "cks_2")
 			v.RecipientEmail, v.Message, v.ExpiresAt, v.ClickCount = some("ada@example.com"), some("Signed."), someAt("2026-12-31T23:59:59Z"), 42
@@ -60,20 +55,20 @@ func TestAppendShare(t *testing.T) {
 			return v
 		}(), want: model.Share{ID: "s2", Channel: "email", RecipientEmail: strp("ada@example.com"), Message: strp("Signed."),
 			RevokedAt: timep("2026-06-05T11:00:00.999999Z"), RevokedReason: strp("revoked_by_partner"),
-			ExpiresAt: timep("2026-12-31T23:59:59Z"), CreatedAt: apiTime(at(created)), ShareToken: "cks_2", ClickCount: 42}},
+			ExpiresAt: timep("2026-12-31T23:59:59Z"), CreatedAt: apiTime(created), ShareToken: "cks_2", ClickCount: 42}},
 		{name: "empty strings are not null", view: func() readmodel.Share {
 			v := view("s3", "email", "t")
 			v.RecipientEmail, v.Message = some(""), some("")
 			v.RevokedAt, v.RevokedReason = someAt("2026-06-05T11:00:00-05:30"), some("")
 			return v
 		}(), want: model.Share{ID: "s3", Channel: "email", RecipientEmail: strp(""), Message: strp(""),
-			RevokedAt: timep("2026-06-05T11:00:00-05:30"), RevokedReason: strp(""), CreatedAt: apiTime(at(created)), ShareToken: "t"}},
+			RevokedAt: timep("2026-06-05T11:00:00-05:30"), RevokedReason: strp(""), CreatedAt: apiTime(created), ShareToken: "t"}},
 		{name: "times before the epoch", view: func() readmodel.Share {
 			v := view("s7", "link", "cks_7")
 			v.CreatedAt, v.ExpiresAt, v.RevokedAt = ms("1969-12-31T23:59:59.9999Z"), someAt("1900-01-01T00:00:00.0005+01:00"), someAt("1970-01-01T00:00:00.0001Z")
 			return v
 		}(), want: model.Share{ID: "s7", Channel: "link", RevokedAt: timep("1970-01-01T00:00:00.0001Z"),
-			ExpiresAt: timep("1900-01-01T00:00:00.0005+01:00"), CreatedAt: apiTime(at("1969-12-31T23:59:59.9999Z")), ShareToken: "cks_7"}},
+			ExpiresAt: timep("1900-01-01T00:00:00.0005+01:00"), CreatedAt: apiTime("1969-12-31T23:59:59.9999Z"), ShareToken: "cks_7"}},
 		{name: "the largest time", view: func() readmodel.Share {
 			v := view("s8", "link", "cks_8")
 			v.CreatedAt = ms("9999-12-31T23:59:59.999999999Z")
@@ -84,13 +79,13 @@ func TestAppendShare(t *testing.T) {
 			v.RecipientEmail, v.Message = some("a\x00b\x1fc\u2029"), some("line\nline\ttab 🎉 日本")
 			return v
 		}(), want: model.Share{ID: "id \"quoted\" \\ \u2028", Channel: "email", RecipientEmail: strp("a\x00b\x1fc\u2029"),
-			Message: strp("line\nline\ttab 🎉 日本"), CreatedAt: apiTime(at(created)), ShareToken: "tok\"/\\ é"}},
+			Message: strp("line\nline\ttab 🎉 日本"), CreatedAt: apiTime(created), ShareToken: "tok\"/\\ é"}},
 		{name: "long strings", view: func() readmodel.Share {
 			v := view(strings.Repeat("i", 128), "link", strings.Repeat("t", 512))
 			v.Message, v.ClickCount = some(strings.Repeat("é", 2000)), 1<<40
 			return v
 		}(), want: model.Share{ID: strings.Repeat("i", 128), Channel: "link", Message: strp(strings.Repeat("é", 2000)),
-			CreatedAt: apiTime(at(created)), ShareToken: strings.Repeat("t", 512), ClickCount: 1 << 40}},
+			CreatedAt: apiTime(created), ShareToken: strings.Repeat("t", 512), ClickCount: 1 << 40}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

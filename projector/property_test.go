@@ -267,7 +267,7 @@ func (w *propWorld) publish(evs []propEvent) {
 // (and one that never existed) and compares each answer with the model's.
 func (w *propWorld) checkAPI(m *refmodel.Model, g *propGen) {
 	w.t.Helper()
-	srv := httptest.NewServer(api.NewServer(slog.New(slog.DiscardHandler), w.store, nil, api.Config{ShareBase: propBase}))
+	srv := httptest.NewServer(api.NewServer(slog.New(slog.DiscardHandler), w.store, nil, nil, api.Config{ShareBase: propBase}))
 	defer srv.Close()
 	renders := append([]string{"00000000-0000-4000-8000-000000000000"}, g.renders...)
 	for _, project := range g.projects {

@@ -64,8 +64,8 @@ func runRebuild(ctx context.Context, env *environment, args []string) error {
 	return nil
 }
 
-// clients are the connections of a one-off command (rebuild, verify,
-// status): NATS that fails at once when down, and the projector's Redis.
+// clients are NATS and the projector's Redis: for a one-off command
+// (rebuild, verify, status) and for the projector of serve.
 type clients struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
@@ -73,8 +73,13 @@ type clients struct {
 	store *readmodel.Store
 }
 
-func connect(cfg Config, logger *slog.Logger) (*clients, error) {
-	nc, js, err := connectNATS(cfg.NATSURL, logger, false)
+// connect is dial for a one-off command: NATS fails at once when down.
+func connect(cfg Config, logger *slog.Logger) (*clients, error) { return dial(cfg, logger, false) }
+
+// dial connects to NATS (see connectNATS for background) and makes the
+// projector's Redis client.
+func dial(cfg Config, logger *slog.Logger, background bool) (*clients, error) {
+	nc, js, err := connectNATS(cfg.NATSURL, logger, background)
 	if err != nil {
 		return nil, err
 	}

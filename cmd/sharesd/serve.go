@@ -88,7 +88,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener
 		if proj, err = newProjectorPart(logger, cfg, reg); err != nil {
 			return err
 		}
-		defer proj.close()
+		defer proj.Close()
 		g.Add(func() error { return proj.run(ctx, logger, store) }, func(error) { cancel() })
 	}
 	positions := api.NewPositions()
@@ -117,28 +117,22 @@ func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener
 	return nil
 }
 
-// projectorPart is the projector with its NATS connection and its own
-// Redis client, which waits and retries where the API's fails fast.
+// projectorPart is the projector with its clients: NATS, which it keeps
+// trying while down, and its own Redis client, which waits and retries
+// where the API's fails fast.
 type projectorPart struct {
-	nc   *nats.Conn
-	js   jetstream.JetStream
-	rdb  *redis.Client
+	*clients
 	proj *projector.Projector
 }
 
 func newProjectorPart(logger *slog.Logger, cfg Config, reg prometheus.Registerer) (*projectorPart, error) {
-	nc, js, err := connectNATS(cfg.NATSURL, logger, true)
+	c, err := dial(cfg, logger, true)
 	if err != nil {
 		return nil, err
 	}
-	rdb, err := redisClient(cfg.RedisURL, false)
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	proj := projector.New(js, readmodel.New(rdb, cfg.DedupeHorizon), logger.With("component", "projector"),
-		projector.NewMetrics(reg), projector.Config{BatchSize: cfg.BatchSize})
-	return &projectorPart{nc: nc, js: js, rdb: rdb, proj: proj}, nil
+	proj := projector.New(c.js, c.store, logger.With("component", "projector"), projector.NewMetrics(reg),
+		projector.Config{BatchSize: cfg.BatchSize})
+	return &projectorPart{clients: c, proj: proj}, nil
 }
 
 // run creates the streams when missing, then projects until ctx ends.
@@ -147,11 +141,6 @@ func (p *projectorPart) run(ctx context.Context, logger *slog.Logger, store *rea
 		return err
 	}
 	return p.proj.Run(ctx)
-}
-
-func (p *projectorPart) close() {
-	_ = p.rdb.Close()
-	p.nc.Close()
 }
 
 // addHTTP adds the HTTP server of handler on ln, its connections limited
