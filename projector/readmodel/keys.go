@@ -55,11 +55,15 @@ func renderKeysOf(gen, renderID string) renderKeys {
 
 func (k renderKeys) slice() []string { return k[:] }
 
-// projectKeys: a hash (base, seq, ver) and the project's seen set.
+// projectKeys: the project's hash (see projectKey) and its seen set.
 func projectKeys(gen, projectID string) []string {
-	base := prefix + gen + ":{p:" + projectID + "}:"
-	return []string{base + "project", base + "seen"}
+	return []string{projectKey(gen, projectID), projectBase(gen, projectID) + "seen"}
 }
+
+// projectKey is a project's hash: base, seq, ver.
+func projectKey(gen, projectID string) string { return projectBase(gen, projectID) + "project" }
+
+func projectBase(gen, projectID string) string { return prefix + gen + ":{p:" + projectID + "}:" }
 
 // keyKeys: the by-hash index of every API key and one key's record. All API
 // keys share the hash tag {keys} so one script updates index and record.

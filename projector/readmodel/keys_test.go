@@ -67,6 +67,11 @@ func TestKeysShareHashTags(t *testing.T) {
 			t.Errorf("keyKeys()[0] = %s, byHashKey() = %s, want the same key", got, want)
 		}
 	})
+	t.Run("the project hash the API reads is the one the project script writes", func(t *testing.T) {
+		if got, want := projectKeys(gen, projectA)[0], projectKey(gen, projectA); got != want {
+			t.Errorf("projectKeys()[0] = %s, projectKey() = %s, want the same key", got, want)
+		}
+	})
 }
 
 // TestGenPattern checks that a generation's SCAN pattern matches its keys

@@ -56,7 +56,7 @@ func (s *Store) List(ctx context.Context, projectID, renderID string, have *Vers
 	)
 	err := s.resolve(ctx, func(p redis.Pipeliner, gen string) func() error {
 		read := evalsha(ctx, p, readRender, renderKeysOf(gen, renderID).read(), projectID, ifVer)
-		pc := p.HMGet(ctx, projectKeys(gen, projectID)[0], "base", "ver")
+		pc := p.HMGet(ctx, projectKey(gen, projectID), "base", "ver")
 		return func() error {
 			res, listErr = read.Result()
 			proj = pc.Val()

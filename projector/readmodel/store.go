@@ -91,15 +91,15 @@ func (o Outcome) String() string {
 	case Duplicate:
 		return "duplicate"
 	case Mismatch:
-		return "project_mismatch"
+		return events.CodeProjectMismatch
 	case Ignored:
 		return "render_deleted"
 	case StaleMismatch:
-		return "stale_project_mismatch"
+		return "stale_" + events.CodeProjectMismatch
 	case Pending:
 		return "pending"
 	case HashTaken:
-		return "key_hash_taken"
+		return events.CodeKeyHashTaken
 	}
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }
