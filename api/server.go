@@ -11,12 +11,13 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
 
 // Config configures the API. Zero durations take the defaults.
 type Config struct {
-	Env          string        // "live" or "test": the keys this server accepts
+	Env          string        // events.EnvLive or EnvTest: the keys this server accepts
 	ShareBase    string        // share base of projects that set none, no trailing slash
 	MinSeqWait   time.Duration // longest ?minSeq wait (default 2s)
 	KeyCacheTTL  time.Duration // how long a key lookup is reused (default 500ms)
@@ -37,7 +38,7 @@ type Config struct {
 
 func (c *Config) defaults() {
 	if c.Env == "" {
-		c.Env = "live"
+		c.Env = events.EnvLive
 	}
 	if c.MinSeqWait <= 0 {
 		c.MinSeqWait = 2 * time.Second

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"math/rand/v2"
@@ -86,7 +85,7 @@ func newWorkload(cfg workloadConfig) (*workload, error) {
 	w := &workload{cfg: cfg, base: time.Date(2026, 1, 5, 9, 0, 0, 0, time.UTC), fixed: map[int][]int32{}}
 	for i := range cfg.Projects {
 		w.projects = append(w.projects, uuid(r))
-		w.keys = append(w.keys, "ck_live_bench_"+strconv.Itoa(i)+"_"+token(r, 24))
+		w.keys = append(w.keys, events.KeyPrefix(events.EnvLive)+"bench_"+strconv.Itoa(i)+"_"+token(r, 24))
 	}
 	w.renders = make([]renderRow, cfg.Renders)
 	for i := range w.renders {
@@ -174,10 +173,9 @@ func (w *workload) Event(i int, buf []byte) (subject, id string, data []byte) {
 	id = "bench-" + strconv.FormatUint(w.cfg.Seed, 10) + "-" + strconv.Itoa(i)
 	switch kind {
 	case kindKey:
-		sum := sha256.Sum256([]byte(w.keys[j]))
 		keyID := "key_bench_" + strconv.Itoa(j)
 		b := envelope(buf, id, events.TypeAPIKeyCreated, occurred, w.projects[j], "")
-		b = append(b, `"keyId":"`+keyID+`","keyHash":"`+hex.EncodeToString(sum[:])+`","environment":"live"}}`...)
+		b = append(b, `"keyId":"`+keyID+`","keyHash":"`+events.KeyHash(w.keys[j])+`","environment":"`+events.EnvLive+`"}}`...)
 		return events.Subject(events.TypeAPIKeyCreated, keyID), id, b
 	case kindRender:
 		rd := w.renders[j]
