@@ -1,10 +1,13 @@
 // Package natstest runs an embedded NATS server with JetStream for tests,
-// with the CRAFTKIT stream and its dead letter stream already created.
-// Every server listens on a random loopback port, never on 4222.
+// for `sharesd dev` and for the benchmark (Launch). Every test server
+// listens on a random loopback port, never on 4222. Tests create the
+// streams the way the projector does: natstest.Start(t, projector.EnsureStreams).
 package natstest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"path/filepath"
 	"testing"
@@ -16,6 +19,31 @@ import (
 
 	"github.com/craftkit/sharesd/events"
 )
+
+// Launch runs an embedded NATS server with JetStream on host:port
+// (server.RANDOM_PORT, -1, picks a free one), storing its data under
+// storeDir, and returns once it accepts connections. The caller shuts it
+// down. StartServer is Launch for a test.
+func Launch(host string, port int, storeDir string) (*server.Server, error) {
+	s, err := server.NewServer(&server.Options{
+		Host:      host,
+		Port:      port,
+		JetStream: true,
+		StoreDir:  storeDir,
+		NoLog:     true,
+		NoSigs:    true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return nil, errors.New("embedded nats: not ready after 10s")
+	}
+	return s, nil
+}
 
 // StartServer runs an embedded NATS server with JetStream on 127.0.0.1 and
 // a random port, storing its data under storeDir (a new t.TempDir() when
@@ -47,34 +75,22 @@ func RestartServer(t testing.TB, s *server.Server) *server.Server {
 
 func run(t testing.TB, port int, storeDir string) *server.Server {
 	t.Helper()
-	s, err := server.NewServer(&server.Options{
-		Host:      "127.0.0.1",
-		Port:      port,
-		JetStream: true,
-		StoreDir:  storeDir,
-		NoLog:     true,
-		NoSigs:    true,
-	})
+	s, err := Launch("127.0.0.1", port, storeDir)
 	if err != nil {
-		t.Fatalf("natstest: new server: %v", err)
+		t.Fatalf("natstest: port %d: %v", port, err)
 	}
-	go s.Start()
 	t.Cleanup(func() {
 		s.Shutdown()
 		s.WaitForShutdown()
 	})
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatalf("natstest: server on port %d not ready after 10s", port)
-	}
 	return s
 }
 
-// Start runs a server with StartServer, connects to it and creates the
-// CRAFTKIT and CRAFTKIT_DEADLETTER streams. The connection retries forever,
-// so it survives RestartServer. It is closed when the test ends.
-func Start(t testing.TB) (*server.Server, *nats.Conn, jetstream.JetStream) {
+// Connect connects to s with a client that retries forever, so it
+// survives RestartServer, and returns it with its JetStream handle (made
+// with opts). The connection is closed when the test ends.
+func Connect(t testing.TB, s *server.Server, opts ...jetstream.JetStreamOpt) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	s := StartServer(t, "")
 	nc, err := nats.Connect(s.ClientURL(),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(50*time.Millisecond),
@@ -83,11 +99,19 @@ func Start(t testing.TB) (*server.Server, *nats.Conn, jetstream.JetStream) {
 		t.Fatalf("natstest: connect: %v", err)
 	}
 	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, opts...)
 	if err != nil {
 		t.Fatalf("natstest: jetstream: %v", err)
 	}
+	return nc, js
+}
 
+// Start runs a server with StartServer, connects to it with Connect and
+// creates the CRAFTKIT and CRAFTKIT_DEADLETTER streams.
+func Start(t testing.TB) (*server.Server, *nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	s := StartServer(t, "")
+	nc, js := Connect(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, cfg := range []jetstream.StreamConfig{{

@@ -11,6 +11,7 @@ import (
 
 	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/events/natstest"
+	"github.com/craftkit/sharesd/events/polltest"
 )
 
 func TestStart(t *testing.T) {
@@ -37,6 +38,23 @@ func TestStart(t *testing.T) {
 		if got, want := info.Config.Storage, jetstream.FileStorage; got != want {
 			t.Fatalf("%s: storage = %v, want %v", tt.name, got, want)
 		}
+	}
+}
+
+// TestLaunch starts a server as `sharesd dev` and the benchmark do, with
+// no test to clean up after it: the caller shuts it down.
+func TestLaunch(t *testing.T) {
+	t.Parallel()
+	s, err := natstest.Launch("127.0.0.1", -1, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Shutdown(); s.WaitForShutdown() }()
+	if port := s.Addr().(*net.TCPAddr).Port; port == 4222 || port <= 0 {
+		t.Fatalf("server port = %d, want a random port", port)
+	}
+	if !s.JetStreamEnabled() {
+		t.Fatal("JetStream is off, want on")
 	}
 }
 
@@ -89,7 +107,7 @@ func TestRestartServer(t *testing.T) {
 	if got, want := s.ClientURL(), url; got != want {
 		t.Fatalf("client url after restart = %q, want %q", got, want)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	polltest.WaitFor(t, 10*time.Second, func() error {
 		if !nc.IsConnected() {
 			return fmt.Errorf("client not reconnected: %v", nc.Status())
 		}
@@ -110,7 +128,7 @@ func TestRestartServer(t *testing.T) {
 func streamInfo(t testing.TB, js jetstream.JetStream, name string) *jetstream.StreamInfo {
 	t.Helper()
 	var info *jetstream.StreamInfo
-	waitFor(t, 10*time.Second, func() error {
+	polltest.WaitFor(t, 10*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		st, err := js.Stream(ctx, name)
@@ -121,21 +139,4 @@ func streamInfo(t testing.TB, js jetstream.JetStream, name string) *jetstream.St
 		return err
 	})
 	return info
-}
-
-// waitFor calls f every 25ms until it returns nil, and fails the test with
-// f's last error after timeout.
-func waitFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
 }

@@ -1,22 +1,18 @@
-// Package local starts the engines of a stack on one machine: an embedded
-// NATS server with JetStream and a redis-server child process without
-// persistence. `sharesd dev` and the benchmark use it; the tests have their
-// own harnesses (events/natstest, projector/readmodel/redistest).
+// Package local gives `sharesd dev` and the benchmark the engines of a
+// stack on one machine, started by the same code as the tests' (an
+// embedded NATS server with JetStream from events/natstest, a redis-server
+// child process without persistence from projector/readmodel/redistest),
+// and the Redis client options of sharesd's two roles.
 package local
 
 import (
-	"bytes"
-	"context"
-	"errors"
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/craftkit/sharesd/events/natstest"
+	"github.com/craftkit/sharesd/projector/readmodel/redistest"
 )
 
 // RedisOptions are the Redis client options of sharesd's two roles. The
@@ -45,75 +41,20 @@ func RedisOptions(url string, forAPI bool) (*redis.Options, error) {
 }
 
 // NATS runs an embedded NATS server with JetStream on host:port (port -1
-// picks a free one), storing the stream under dir.
+// picks a free one), storing the stream under dir: natstest.Launch, the
+// starter the tests use too.
 func NATS(host string, port int, dir string) (*server.Server, error) {
-	ns, err := server.NewServer(&server.Options{
-		Host: host, Port: port, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("embedded nats: %w", err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		ns.Shutdown()
-		return nil, errors.New("embedded nats: not ready after 10s")
-	}
-	return ns, nil
+	return natstest.Launch(host, port, dir)
 }
 
 // ErrNoRedis is returned by StartRedis when redis-server is not on PATH.
-var ErrNoRedis = errors.New("redis-server not found on PATH")
+var ErrNoRedis = redistest.ErrNotFound
 
-// Redis is a redis-server child process.
-type Redis struct {
-	URL string
-	cmd *exec.Cmd
-	out bytes.Buffer
-}
+// Redis is a redis-server child process; its URL is redis://host:port and
+// Stop kills it.
+type Redis = redistest.Server
 
 // StartRedis runs redis-server on a free loopback port with --save ""
 // --appendonly no and noeviction, its files under dir, and waits until it
-// answers PING.
-func StartRedis(dir string) (*Redis, error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return nil, ErrNoRedis
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	_ = l.Close()
-	r := &Redis{URL: "redis://127.0.0.1:" + port}
-	r.cmd = exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", dir, "--maxmemory-policy", "noeviction")
-	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
-	if err := r.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("redis-server: %w", err)
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + port, MaxRetries: -1})
-	defer rdb.Close()
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := rdb.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return r, nil
-		}
-		if time.Now().After(deadline) {
-			r.Stop()
-			return nil, fmt.Errorf("redis-server on port %s: not answering after 10s: %v\n%s", port, err, r.out.String())
-		}
-		time.Sleep(20 * time.Millisecond) // polling a child process that is starting
-	}
-}
-
-// Stop kills the child and waits for it.
-func (r *Redis) Stop() {
-	_ = r.cmd.Process.Kill()
-	_ = r.cmd.Wait()
-}
+// answers PING: redistest.Launch, the starter the tests use too.
+func StartRedis(dir string) (*Redis, error) { return redistest.Launch(dir) }

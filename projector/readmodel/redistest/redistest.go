@@ -1,26 +1,27 @@
 // Package redistest runs a real redis-server child process for tests, as
-// go-redis's old test harness did. Each server listens on a free loopback
-// port, never on 6379, keeps nothing on disk, and is killed when the test
-// ends.
+// go-redis's old test harness did, and for `sharesd dev` and the benchmark
+// (Launch). Each server listens on a free loopback port, never on 6379,
+// and keeps nothing on disk; a test's is killed when the test ends.
 package redistest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/craftkit/sharesd/events/polltest"
 )
 
-// A Server is a redis-server child process owned by one test.
+// A Server is a redis-server child process.
 type Server struct {
 	Addr string // host:port, for redis.Options.Addr
 	URL  string // redis://host:port, for redis.ParseURL
@@ -30,45 +31,67 @@ type Server struct {
 	dir    string
 	args   []string
 	cmd    *exec.Cmd
-	exited chan struct{} // closed once cmd has been waited for
-	out    *buffer       // stdout and stderr of every run, shown on failure
+	exited chan struct{}    // closed once cmd has been waited for
+	out    *polltest.Buffer // stdout and stderr of every run, shown on failure
 }
 
-// Start runs redis-server on a free loopback port with persistence off and
-// noeviction, adding extraArgs to its command line (later arguments win).
-// It returns once the server answers PING, and kills it when the test ends.
-func Start(t testing.TB, extraArgs ...string) *Server {
-	t.Helper()
+// ErrNotFound is returned by Launch when redis-server is not on PATH. Its
+// message says how to install it.
+var ErrNotFound = errors.New("redis-server not found on PATH: install it: " +
+	"apt-get install -y redis-server (or run make deps)")
+
+// Launch runs redis-server on a free loopback port (never 6379) with
+// persistence off and noeviction, its files under dir (created if
+// missing), adding args to its command line (later arguments win). It
+// returns once the server answers PING; the caller stops it with Stop.
+// Start is Launch for a test. `sharesd dev` and the benchmark use Launch.
+func Launch(dir string, args ...string) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		t.Fatal("redistest: redis-server not found on PATH: install it: " +
-			"apt-get install -y redis-server (or run make test, which does)")
+		return nil, ErrNotFound
 	}
-	s := &Server{bin: bin, dir: t.TempDir(), args: extraArgs, out: new(buffer)}
-	t.Cleanup(func() {
-		s.kill()
-		if t.Failed() {
-			t.Logf("redistest: redis-server on %s output:\n%s", s.Addr, s.out)
-		}
-	})
-
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("redis-server: %w", err)
+	}
+	s := &Server{bin: bin, dir: dir, args: args, out: new(polltest.Buffer)}
 	// Another process may take the free port before redis-server binds it,
 	// so try a few ports.
 	for range 5 {
 		port, err := freePort()
 		if err != nil {
-			t.Fatalf("redistest: %v", err)
+			return nil, err
 		}
 		if err = s.launch(port); err == nil {
-			return s
+			return s, nil
 		}
 		if !errors.Is(err, errExited) {
-			t.Fatalf("redistest: %v\nredis-server output:\n%s", err, s.out)
+			return nil, fmt.Errorf("%w\nredis-server output:\n%s", err, s.out)
 		}
 	}
-	t.Fatalf("redistest: redis-server did not start after 5 ports\nredis-server output:\n%s", s.out)
-	return nil
+	return nil, fmt.Errorf("redis-server did not start after 5 ports\nredis-server output:\n%s", s.out)
 }
+
+// Start runs redis-server with Launch in t.TempDir() and kills it when the
+// test ends, showing its output if the test failed. A missing
+// redis-server fails the test with the fix.
+func Start(t testing.TB, extraArgs ...string) *Server {
+	t.Helper()
+	s, err := Launch(t.TempDir(), extraArgs...)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	t.Cleanup(func() {
+		s.Stop()
+		if t.Failed() {
+			t.Logf("redistest: redis-server on %s output:\n%s", s.Addr, s.out)
+		}
+	})
+	return s
+}
+
+// Stop kills the server, continuing it first if it was paused, and waits
+// for it to exit.
+func (s *Server) Stop() { s.kill() }
 
 // Client returns a client of s with default options, closed when the test
 // ends.
@@ -143,10 +166,10 @@ func (s *Server) launch(port int) error {
 		MaxRetries:  -1,
 	})
 	defer c.Close()
-	err := waitFor(10*time.Second, func() error {
+	err := polltest.Poll(10*time.Second, func() error {
 		select {
 		case <-exited:
-			return fmt.Errorf("%w on port %d: %v", errExited, port, cmd.ProcessState)
+			return polltest.Stop(fmt.Errorf("%w on port %d: %v", errExited, port, cmd.ProcessState))
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -170,22 +193,6 @@ func (s *Server) kill() {
 	<-s.exited
 }
 
-// waitFor calls f every 10ms until it returns nil or timeout passes, and
-// returns f's last error. It gives up at once when f returns errExited.
-func waitFor(timeout time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil || errors.Is(err, errExited) {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("after %v: %w", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort() (int, error) {
 	for {
@@ -201,23 +208,4 @@ func freePort() (int, error) {
 			return port, nil
 		}
 	}
-}
-
-// A buffer is a bytes.Buffer that the process's output copiers and the
-// test can use at the same time.
-type buffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *buffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

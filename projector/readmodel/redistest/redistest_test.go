@@ -1,14 +1,16 @@
 package redistest_test
 
 import (
+	"context"
 	"errors"
-	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
 )
 
@@ -75,7 +77,7 @@ func TestRestart(t *testing.T) {
 	}
 	// The client's pooled connection died with the old process; the next
 	// command may fail once before the client dials again.
-	waitFor(t, 5*time.Second, func() error { return c.Ping(ctx).Err() })
+	polltest.WaitFor(t, 5*time.Second, func() error { return c.Ping(ctx).Err() })
 	if err := c.Get(ctx, "k").Err(); !errors.Is(err, redis.Nil) {
 		t.Fatalf("get after restart: err = %v, want redis.Nil", err)
 	}
@@ -107,7 +109,7 @@ func TestPause(t *testing.T) {
 	}
 
 	s.Resume(t)
-	waitFor(t, 5*time.Second, func() error { return c.Ping(ctx).Err() })
+	polltest.WaitFor(t, 5*time.Second, func() error { return c.Ping(ctx).Err() })
 }
 
 // TestPauseCleanup checks that a server still paused when its test ends
@@ -118,19 +120,41 @@ func TestPauseCleanup(t *testing.T) {
 	s.Pause(t)
 }
 
-// waitFor calls f every 25ms until it returns nil, and fails the test with
-// f's last error after timeout.
-func waitFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(fmt.Errorf("after %v: %w", timeout, err))
-		}
-		time.Sleep(25 * time.Millisecond)
+// TestLaunch starts a server as `sharesd dev` and the benchmark do, in a
+// directory that does not exist yet and with no test to clean up after
+// it: Stop kills it.
+func TestLaunch(t *testing.T) {
+	t.Parallel()
+	s, err := redistest.Launch(t.TempDir()+"/redis", "--databases", "3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
+	defer c.Close()
+	ctx := context.Background()
+	got, err := c.ConfigGet(ctx, "databases").Result()
+	if err != nil {
+		t.Fatalf("config get: %v", err)
+	}
+	if got, want := got["databases"], "3"; got != want {
+		t.Fatalf("databases = %q, want %q", got, want)
+	}
+	s.Stop()
+	if err := c.Ping(ctx).Err(); err == nil {
+		t.Fatal("ping after Stop succeeded, want the server gone")
+	}
+}
+
+// TestLaunchWithoutRedisServer checks that a missing redis-server is
+// ErrNotFound, whose message says how to install it.
+func TestLaunchWithoutRedisServer(t *testing.T) {
+	// Not parallel: it empties PATH for the process.
+	t.Setenv("PATH", t.TempDir())
+	_, err := redistest.Launch(t.TempDir())
+	if !errors.Is(err, redistest.ErrNotFound) {
+		t.Fatalf("err = %v, want ErrNotFound", err)
+	}
+	if want := "install it: apt-get install -y redis-server"; !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %q, want it to say %q", err, want)
 	}
 }
