@@ -8,26 +8,27 @@ import (
 	"time"
 
 	"github.com/craftkit/sharesd/api"
+	"github.com/craftkit/sharesd/events/eventstest"
 )
 
-// sizedWorld holds renders of each size in sizes, render i of uuidN(size),
+// sizedWorld holds renders of each size in sizes, render i of eventstest.UUID(size),
 // with a view on every share and every tenth share revoked.
 func sizedWorld(t testing.TB, sizes ...int) *world {
 	t.Helper()
 	w := newWorld(t)
-	w.apply(apikeyCreated(projectA, "key_a", liveKey, "live"))
+	w.apply(eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"))
 	base := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	for _, n := range sizes {
-		render := uuidN(n)
-		evs := []event{renderCreated(projectA, render)}
+		render := eventstest.UUID(n)
+		evs := []eventstest.Event{eventstest.RenderCreated(projectA, render)}
 		for i := range n {
 			id := fmt.Sprintf("share-%05d", i)
 			evs = append(evs,
-				shareCreated(projectA, render, id, base.Add(time.Duration(i)*time.Second).Format(time.RFC3339)).
-					with("message", "Here is your signed agreement.").with("expiresAt", "2026-12-31T23:59:59Z"),
-				shareViewed(projectA, render, id))
+				eventstest.ShareCreated(projectA, render, id, base.Add(time.Duration(i)*time.Second).Format(time.RFC3339)).
+					With("message", "Here is your signed agreement.").With("expiresAt", "2026-12-31T23:59:59Z"),
+				eventstest.ShareViewed(projectA, render, id))
 			if i%10 == 0 {
-				evs = append(evs, shareRevoked(projectA, render, id, "2026-06-06T00:00:00Z", "revoked_by_partner"))
+				evs = append(evs, eventstest.ShareRevoked(projectA, render, id, "2026-06-06T00:00:00Z", "revoked_by_partner"))
 			}
 		}
 		for len(evs) > 0 {
@@ -70,7 +71,7 @@ func TestListAllocations(t *testing.T) {
 		serve() // warm the key cache, the generation and the buffer pool
 		return testing.AllocsPerRun(50, serve)
 	}
-	small, large := allocs(uuidN(10), 200), allocs(uuidN(1000), 200)
+	small, large := allocs(eventstest.UUID(10), 200), allocs(eventstest.UUID(1000), 200)
 	t.Logf("allocations per request: %.0f for 10 shares, %.0f for 1000 shares", small, large)
 	if large > 2*small {
 		t.Errorf("allocations per request: %.0f for 1000 shares, more than twice the %.0f for 10", large, small)
@@ -81,8 +82,8 @@ func TestListAllocations(t *testing.T) {
 		h.ServeHTTP(rec, listRequest(render))
 		return rec.Header().Get("ETag")
 	}
-	small304 := allocs(uuidN(10), 304, "If-None-Match", tag(uuidN(10)))
-	large304 := allocs(uuidN(1000), 304, "If-None-Match", tag(uuidN(1000)))
+	small304 := allocs(eventstest.UUID(10), 304, "If-None-Match", tag(eventstest.UUID(10)))
+	large304 := allocs(eventstest.UUID(1000), 304, "If-None-Match", tag(eventstest.UUID(1000)))
 	t.Logf("allocations per 304: %.0f for 10 shares, %.0f for 1000 shares", small304, large304)
 	if large304 > small304+1 {
 		t.Errorf("allocations per 304: %.0f for 1000 shares, want about the %.0f for 10: a 304 reads no shares", large304, small304)
@@ -107,7 +108,7 @@ func TestRenderAllocations(t *testing.T) {
 		serve()
 		return testing.AllocsPerRun(20, serve)
 	}
-	small, large := allocs(uuidN(10)), allocs(uuidN(1000))
+	small, large := allocs(eventstest.UUID(10)), allocs(eventstest.UUID(1000))
 	t.Logf("allocations per rendered body: %.0f for 10 shares, %.0f for 1000 shares", small, large)
 	if large > small+10 {
 		t.Errorf("allocations per rendered body: %.0f for 1000 shares, want about the %.0f for 10", large, small)
@@ -121,7 +122,7 @@ func BenchmarkListShares(b *testing.B) {
 	w := sizedWorld(b, sizes...)
 	h := w.handler(api.NewPositions(), api.Config{})
 	for _, n := range sizes {
-		req := listRequest(uuidN(n))
+		req := listRequest(eventstest.UUID(n))
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		tag := rec.Header().Get("ETag")
@@ -134,7 +135,7 @@ func BenchmarkListShares(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("shares=%d/304", n), func(b *testing.B) {
 			b.ReportAllocs()
-			req := listRequest(uuidN(n), "If-None-Match", tag)
+			req := listRequest(eventstest.UUID(n), "If-None-Match", tag)
 			for b.Loop() {
 				h.ServeHTTP(httptest.NewRecorder(), req)
 			}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/craftkit/sharesd/api"
+	"github.com/craftkit/sharesd/events/eventstest"
+	"github.com/craftkit/sharesd/events/polltest"
 )
 
 // Keys of the authentication tests besides liveKey and testKey. None is
@@ -25,14 +27,14 @@ const (
 func authWorld(t *testing.T) *world {
 	w := newWorld(t)
 	w.apply(
-		apikeyCreated(projectA, "key_live", liveKey, "live"),
-		apikeyCreated(projectA, "key_test", testKey, "test"),
-		apikeyCreated(projectA, "key_revoked", revokedKey, "live"),
-		apikeyRevoked(projectA, "key_revoked"),
-		apikeyCreated(projectA, "key_live_named_test", liveNamedTest, "test"),
-		apikeyCreated(projectA, "key_test_named_live", testNamedLive, "live"),
-		renderCreated(projectA, renderA),
-		shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
+		eventstest.APIKeyCreated(projectA, "key_live", liveKey, "live"),
+		eventstest.APIKeyCreated(projectA, "key_test", testKey, "test"),
+		eventstest.APIKeyCreated(projectA, "key_revoked", revokedKey, "live"),
+		eventstest.APIKeyRevoked(projectA, "key_revoked"),
+		eventstest.APIKeyCreated(projectA, "key_live_named_test", liveNamedTest, "test"),
+		eventstest.APIKeyCreated(projectA, "key_test_named_live", testNamedLive, "live"),
+		eventstest.RenderCreated(projectA, renderA),
+		eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
 	)
 	return w
 }
@@ -63,7 +65,7 @@ func TestAuthentication(t *testing.T) {
 		{"Bearer with two tokens", live, renderA, "Bearer " + liveKey + " " + liveKey, 401},
 		{"the prefix alone", live, renderA, "Bearer ck_live_", 401},
 		{"an unknown key", live, renderA, "Bearer " + unknownLiveKey, 401},
-		{"an unknown key on an unknown render", live, uuidN(1), "Bearer " + unknownLiveKey, 401},
+		{"an unknown key on an unknown render", live, eventstest.UUID(1), "Bearer " + unknownLiveKey, 401},
 		{"a key in other case", live, renderA, "Bearer " + strings.ToUpper(liveKey), 401},
 		{"a revoked key", live, renderA, "Bearer " + revokedKey, 401},
 		{"a ck_test_ key on a live server", live, renderA, "Bearer " + testKey, 401},
@@ -110,9 +112,9 @@ func TestKeyCache(t *testing.T) {
 		if r := get(t, srv, renderA, liveKey); r.status != 200 {
 			t.Fatalf("before revocation: status = %d, want 200", r.status)
 		}
-		w.apply(apikeyRevoked(projectA, "key_live"))
+		w.apply(eventstest.APIKeyRevoked(projectA, "key_live"))
 		applied := time.Now()
-		waitFor(t, time.Second, func() error {
+		polltest.WaitFor(t, time.Second, func() error {
 			if r := get(t, srv, renderA, liveKey); r.status != http.StatusUnauthorized {
 				return fmt.Errorf("%v after apikey.revoked: status %d, want 401", time.Since(applied), r.status)
 			}
@@ -124,9 +126,9 @@ func TestKeyCache(t *testing.T) {
 		if r := get(t, srv, renderA, newKey); r.status != http.StatusUnauthorized {
 			t.Fatalf("before creation: status = %d, want 401", r.status) // also caches "not found"
 		}
-		w.apply(apikeyCreated(projectA, "key_new", newKey, "live"))
+		w.apply(eventstest.APIKeyCreated(projectA, "key_new", newKey, "live"))
 		applied := time.Now()
-		waitFor(t, time.Second, func() error {
+		polltest.WaitFor(t, time.Second, func() error {
 			if r := get(t, srv, renderA, newKey); r.status != http.StatusOK {
 				return fmt.Errorf("%v after apikey.created: status %d, want 200", time.Since(applied), r.status)
 			}

@@ -2,8 +2,6 @@ package api_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/craftkit/sharesd/api"
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/projector/readmodel"
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
 )
@@ -26,7 +25,7 @@ const (
 )
 
 // benchRender is a distinct render id for each size.
-func benchRender(size int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", size) }
+func benchRender(size int) string { return eventstest.UUID(size) }
 
 // benchWorld writes, through readmodel.Store as the projector does, one
 // render per size with that many shares (a view on each, every tenth
@@ -44,8 +43,7 @@ func benchWorld(b *testing.B, sizes ...int) http.Handler {
 		ops = append(ops, readmodel.Op{Seq: uint64(len(ops) + 1), Time: at, Event: events.Event{
 			ID: fmt.Sprintf("bench-%d", len(ops)), Type: t, OccurredAt: at, ProjectID: benchProject, RenderID: render, Data: data}})
 	}
-	sum := sha256.Sum256([]byte(benchKey))
-	add(events.TypeAPIKeyCreated, "", &events.APIKeyCreated{KeyID: "key_bench", KeyHash: hex.EncodeToString(sum[:]), Environment: "live"})
+	add(events.TypeAPIKeyCreated, "", &events.APIKeyCreated{KeyID: "key_bench", KeyHash: events.KeyHash(benchKey), Environment: "live"})
 	msg, expires := "Here is your signed agreement.", at.Add(90*24*time.Hour)
 	for _, n := range sizes {
 		render := benchRender(n)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/craftkit/sharesd/api"
+	"github.com/craftkit/sharesd/events/eventstest"
 )
 
 // TestBodyCacheNeverStale checks that a kept body is only sent while Redis
@@ -16,9 +17,9 @@ func TestBodyCacheNeverStale(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	w.apply(
-		apikeyCreated(projectA, "key_a", liveKey, "live"),
-		renderCreated(projectA, renderA),
-		shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
+		eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"),
+		eventstest.RenderCreated(projectA, renderA),
+		eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
 	)
 	cached := w.serve(api.Config{ShareBase: "https://default.example"})
 	uncached := w.serve(api.Config{ShareBase: "https://default.example", BodyCacheBytes: -1})
@@ -40,11 +41,11 @@ func TestBodyCacheNeverStale(t *testing.T) {
 		}
 	}
 	check("initial", 0, "https://default.example/share/cks_s1")
-	w.apply(shareViewed(projectA, renderA, "s1"))
+	w.apply(eventstest.ShareViewed(projectA, renderA, "s1"))
 	check("after a view", 1, "https://default.example/share/cks_s1")
-	w.apply(projectUpdated(projectA, "https://share.example.com"))
+	w.apply(eventstest.ProjectUpdated(projectA, "https://share.example.com"))
 	check("after project.updated", 1, "https://share.example.com/share/cks_s1")
-	w.apply(shareViewed(projectA, renderA, "s1"), shareViewed(projectA, renderA, "s1"))
+	w.apply(eventstest.ShareViewed(projectA, renderA, "s1"), eventstest.ShareViewed(projectA, renderA, "s1"))
 	check("after two more views", 3, "https://share.example.com/share/cks_s1")
 
 	// A client's current ETag still gets 304 while a body is kept.
@@ -53,7 +54,7 @@ func TestBodyCacheNeverStale(t *testing.T) {
 		t.Fatalf("If-None-Match with the current ETag: %d %q, want 304 and no body", r.status, r.body)
 	}
 	// And a stale ETag gets the new body, not the kept one.
-	w.apply(shareViewed(projectA, renderA, "s1"))
+	w.apply(eventstest.ShareViewed(projectA, renderA, "s1"))
 	r := get(t, cached, renderA, liveKey, "If-None-Match: "+tag)
 	if s := r.shares(t); s[0].ClickCount != 4 {
 		t.Fatalf("with a stale ETag: %s, want clickCount 4", r.body)

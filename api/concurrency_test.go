@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/craftkit/sharesd/api"
+	"github.com/craftkit/sharesd/events/eventstest"
 )
 
 // TestConcurrentReads reads from several goroutines with more keys than
@@ -18,11 +19,11 @@ func TestConcurrentReads(t *testing.T) {
 	const readers, reads, views = 6, 30, 60
 	w := newWorld(t)
 	keys := make([]string, readers)
-	evs := []event{renderCreated(projectA, renderA), shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z")}
+	evs := []eventstest.Event{eventstest.RenderCreated(projectA, renderA), eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z")}
 	for i := range keys {
 		keys[i] = fmt.Sprintf("ck_live_concurrent_reader_%d", i)
 		if i%3 != 2 { // every third reader has a key that does not exist
-			evs = append(evs, apikeyCreated(projectA, fmt.Sprintf("key_%d", i), keys[i], "live"))
+			evs = append(evs, eventstest.APIKeyCreated(projectA, fmt.Sprintf("key_%d", i), keys[i], "live"))
 		}
 	}
 	w.apply(evs...)
@@ -66,7 +67,7 @@ func TestConcurrentReads(t *testing.T) {
 		}()
 	}
 	for range views {
-		w.apply(shareViewed(projectA, renderA, "s1"))
+		w.apply(eventstest.ShareViewed(projectA, renderA, "s1"))
 	}
 	wg.Wait()
 	close(errs)

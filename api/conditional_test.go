@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/craftkit/sharesd/api"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
 
@@ -19,10 +20,10 @@ func TestConditionalGet(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	w.apply(
-		apikeyCreated(projectA, "key_a", liveKey, "live"),
-		renderCreated(projectA, renderA),
-		shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
-		shareCreated(projectA, renderA, "s2", "2026-06-05T10:01:00Z"),
+		eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"),
+		eventstest.RenderCreated(projectA, renderA),
+		eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
+		eventstest.ShareCreated(projectA, renderA, "s2", "2026-06-05T10:01:00Z"),
 	)
 	srv := w.serve(api.Config{})
 
@@ -53,7 +54,7 @@ func TestConditionalGet(t *testing.T) {
 		changed bool
 	}{
 		{"share.viewed of a listed share changes it", func() []readmodel.Outcome {
-			ops := w.ops(shareViewed(projectA, renderA, "s1").withID("view-1"))
+			ops := w.ops(eventstest.ShareViewed(projectA, renderA, "s1").WithID("view-1"))
 			viewOp = ops[0]
 			return w.applyOps(ops)
 		}, readmodel.Applied, true},
@@ -61,37 +62,37 @@ func TestConditionalGet(t *testing.T) {
 			return w.applyOps([]readmodel.Op{viewOp})
 		}, readmodel.Stale, false},
 		{"the same view id under a new sequence (duplicate) does not", func() []readmodel.Outcome {
-			return w.apply(shareViewed(projectA, renderA, "s1").withID("view-1"))
+			return w.apply(eventstest.ShareViewed(projectA, renderA, "s1").WithID("view-1"))
 		}, readmodel.Duplicate, false},
 		{"a view of a share not created yet does not", func() []readmodel.Outcome {
-			return w.apply(shareViewed(projectA, renderA, "s3"))
+			return w.apply(eventstest.ShareViewed(projectA, renderA, "s3"))
 		}, readmodel.Applied, false},
 		{"that share's creation does", func() []readmodel.Outcome {
-			return w.apply(shareCreated(projectA, renderA, "s3", "2026-06-05T10:02:00Z"))
+			return w.apply(eventstest.ShareCreated(projectA, renderA, "s3", "2026-06-05T10:02:00Z"))
 		}, readmodel.Applied, true},
 		{"a second share.created of a listed share does not", func() []readmodel.Outcome {
-			return w.apply(shareCreated(projectA, renderA, "s3", "2026-06-05T11:00:00Z").with("message", "other"))
+			return w.apply(eventstest.ShareCreated(projectA, renderA, "s3", "2026-06-05T11:00:00Z").With("message", "other"))
 		}, readmodel.Applied, false},
 		{"a revocation does", func() []readmodel.Outcome {
-			return w.apply(shareRevoked(projectA, renderA, "s2", "2026-06-05T12:00:00Z", "revoked_by_partner"))
+			return w.apply(eventstest.ShareRevoked(projectA, renderA, "s2", "2026-06-05T12:00:00Z", "revoked_by_partner"))
 		}, readmodel.Applied, true},
 		{"a second revocation does not", func() []readmodel.Outcome {
-			return w.apply(shareRevoked(projectA, renderA, "s2", "2026-06-05T13:00:00Z", "other"))
+			return w.apply(eventstest.ShareRevoked(projectA, renderA, "s2", "2026-06-05T13:00:00Z", "other"))
 		}, readmodel.Applied, false},
 		{"an event of another project for the render does not", func() []readmodel.Outcome {
-			return w.apply(shareViewed(projectB, renderA, "s1"))
+			return w.apply(eventstest.ShareViewed(projectB, renderA, "s1"))
 		}, readmodel.Mismatch, false},
 		{"an event of another render does not", func() []readmodel.Outcome {
-			return w.apply(shareCreated(projectA, renderB, "s9", "2026-06-05T10:00:00Z"))
+			return w.apply(eventstest.ShareCreated(projectA, renderB, "s9", "2026-06-05T10:00:00Z"))
 		}, readmodel.Applied, false},
 		{"project.updated of another project does not", func() []readmodel.Outcome {
-			return w.apply(projectUpdated(projectB, "https://b.example.com"))
+			return w.apply(eventstest.ProjectUpdated(projectB, "https://b.example.com"))
 		}, readmodel.Applied, false},
 		{"project.updated of the render's project does", func() []readmodel.Outcome {
-			return w.apply(projectUpdated(projectA, "https://a.example.com"))
+			return w.apply(eventstest.ProjectUpdated(projectA, "https://a.example.com"))
 		}, readmodel.Applied, true},
 		{"project.updated back to null does", func() []readmodel.Outcome {
-			return w.apply(projectUpdated(projectA, nil))
+			return w.apply(eventstest.ProjectUpdated(projectA, nil))
 		}, readmodel.Applied, true},
 	}
 	prev := first
@@ -132,9 +133,9 @@ func TestIfNoneMatchForms(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	w.apply(
-		apikeyCreated(projectA, "key_a", liveKey, "live"),
-		renderCreated(projectA, renderA),
-		shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
+		eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"),
+		eventstest.RenderCreated(projectA, renderA),
+		eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
 	)
 	srv := w.serve(api.Config{})
 	other := w.serve(api.Config{ShareBase: "https://staging.craftkit.dev"})
@@ -179,7 +180,7 @@ func TestIfNoneMatchForms(t *testing.T) {
 		})
 	}
 	t.Run("star on an unknown render is still 404", func(t *testing.T) {
-		get(t, srv, uuidN(1), liveKey, "If-None-Match: *").wantError(t, http.StatusNotFound, "not_found")
+		get(t, srv, eventstest.UUID(1), liveKey, "If-None-Match: *").wantError(t, http.StatusNotFound, "not_found")
 	})
 }
 
@@ -202,24 +203,24 @@ func mutateVersion(t *testing.T, tag string) string {
 func TestProjectionSeq(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	w.apply(apikeyCreated(projectA, "key_a", liveKey, "live"))
+	w.apply(eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"))
 	srv := w.serve(api.Config{})
 	steps := []struct {
 		name string
-		ev   event
+		ev   eventstest.Event
 		// seqOf is the render whose X-Projection-Seq moves to this
 		// event's sequence, "" for none.
 		seqOf string
 		want  readmodel.Outcome
 	}{
-		{"render.created", renderCreated(projectA, renderA), renderA, readmodel.Applied},
-		{"share.created", shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), renderA, readmodel.Applied},
-		{"another render's event", renderCreated(projectA, renderB), renderB, readmodel.Applied},
-		{"a project event", projectUpdated(projectA, "https://a.example.com"), "", readmodel.Applied},
-		{"a key event", apikeyCreated(projectA, "key_b", "ck_live_second_key_for_seq", "live"), "", readmodel.Applied},
-		{"a view before its share", shareViewed(projectA, renderA, "s2").withID("view-s2"), renderA, readmodel.Applied},
-		{"a duplicate view", shareViewed(projectA, renderA, "s2").withID("view-s2"), renderA, readmodel.Duplicate},
-		{"an event of another project for the render", shareViewed(projectB, renderA, "s1"), renderA, readmodel.Mismatch},
+		{"render.created", eventstest.RenderCreated(projectA, renderA), renderA, readmodel.Applied},
+		{"share.created", eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), renderA, readmodel.Applied},
+		{"another render's event", eventstest.RenderCreated(projectA, renderB), renderB, readmodel.Applied},
+		{"a project event", eventstest.ProjectUpdated(projectA, "https://a.example.com"), "", readmodel.Applied},
+		{"a key event", eventstest.APIKeyCreated(projectA, "key_b", "ck_live_second_key_for_seq", "live"), "", readmodel.Applied},
+		{"a view before its share", eventstest.ShareViewed(projectA, renderA, "s2").WithID("view-s2"), renderA, readmodel.Applied},
+		{"a duplicate view", eventstest.ShareViewed(projectA, renderA, "s2").WithID("view-s2"), renderA, readmodel.Duplicate},
+		{"an event of another project for the render", eventstest.ShareViewed(projectB, renderA, "s1"), renderA, readmodel.Mismatch},
 	}
 	want := map[string]uint64{}
 	for _, st := range steps {
@@ -250,9 +251,9 @@ func TestMinSeq(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	w.apply(
-		apikeyCreated(projectA, "key_a", liveKey, "live"),
-		renderCreated(projectA, renderA),
-		shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
+		eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"),
+		eventstest.RenderCreated(projectA, renderA),
+		eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
 	)
 	auth := "Authorization: Bearer " + liveKey
 	path := func(n uint64) string { return sharesPath(renderA) + "?minSeq=" + strconv.FormatUint(n, 10) }
@@ -279,7 +280,7 @@ func TestMinSeq(t *testing.T) {
 		}
 		// The request has read the render below minSeq and now waits for
 		// the position: apply the event, then announce it.
-		w.apply(shareViewed(projectA, renderA, "s1"))
+		w.apply(eventstest.ShareViewed(projectA, renderA, "s1"))
 		positions.Set(w.seq)
 		res := <-done
 		if res.err != nil {

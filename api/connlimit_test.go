@@ -16,6 +16,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/craftkit/sharesd/api"
+	"github.com/craftkit/sharesd/events/eventstest"
+	"github.com/craftkit/sharesd/events/polltest"
 )
 
 // metricValue is the value of a gauge or counter.
@@ -70,9 +72,9 @@ func TestConnLimit(t *testing.T) {
 	const limit = 64
 	w := newWorld(t)
 	w.apply(
-		apikeyCreated(projectA, "key_a", liveKey, "live"),
-		renderCreated(projectA, renderA),
-		shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
+		eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"),
+		eventstest.RenderCreated(projectA, renderA),
+		eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
 	)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -170,7 +172,7 @@ func TestConnLimit(t *testing.T) {
 		c.Close()
 	}
 	hostile = nil
-	waitFor(t, 5*time.Second, func() error {
+	polltest.WaitFor(t, 5*time.Second, func() error {
 		if n, m, g := counted.open.Load(), limited.Open(), metricValue(t, metrics.ConnsOpen); n != 0 || m != 0 || g != 0 {
 			return fmt.Errorf("%d connections still open (limiter counts %d, sharesd_http_connections_open %v)", n, m, g)
 		}

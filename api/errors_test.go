@@ -11,22 +11,24 @@ import (
 	"time"
 
 	"github.com/craftkit/sharesd/api"
+	"github.com/craftkit/sharesd/events/eventstest"
+	"github.com/craftkit/sharesd/events/polltest"
 )
 
 func TestNotFound(t *testing.T) {
 	t.Parallel()
-	renderDeletedID, renderViewsOnly := uuidN(3), uuidN(4)
+	renderDeletedID, renderViewsOnly := eventstest.UUID(3), eventstest.UUID(4)
 	w := newWorld(t)
 	w.apply(
-		apikeyCreated(projectA, "key_a", liveKey, "live"),
-		renderCreated(projectA, renderA),
-		shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
-		renderCreated(projectB, renderB),
-		shareCreated(projectB, renderB, "s2", "2026-06-05T10:00:00Z"),
-		renderCreated(projectA, renderDeletedID),
-		shareCreated(projectA, renderDeletedID, "s3", "2026-06-05T10:00:00Z"),
-		renderDeleted(projectA, renderDeletedID),
-		shareViewed(projectA, renderViewsOnly, "s4"),
+		eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"),
+		eventstest.RenderCreated(projectA, renderA),
+		eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
+		eventstest.RenderCreated(projectB, renderB),
+		eventstest.ShareCreated(projectB, renderB, "s2", "2026-06-05T10:00:00Z"),
+		eventstest.RenderCreated(projectA, renderDeletedID),
+		eventstest.ShareCreated(projectA, renderDeletedID, "s3", "2026-06-05T10:00:00Z"),
+		eventstest.RenderDeleted(projectA, renderDeletedID),
+		eventstest.ShareViewed(projectA, renderViewsOnly, "s4"),
 	)
 	srv := w.serve(api.Config{})
 
@@ -36,7 +38,7 @@ func TestNotFound(t *testing.T) {
 		}
 	})
 
-	unknown := get(t, srv, uuidN(1), liveKey)
+	unknown := get(t, srv, eventstest.UUID(1), liveKey)
 	unknown.wantError(t, http.StatusNotFound, "not_found")
 	tests := []struct{ name, id string }{
 		{"malformed id", "not-a-uuid"},
@@ -69,7 +71,7 @@ func TestNotFound(t *testing.T) {
 func TestMethodNotAllowed(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	w.apply(apikeyCreated(projectA, "key_a", liveKey, "live"), renderCreated(projectA, renderA))
+	w.apply(eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"), eventstest.RenderCreated(projectA, renderA))
 	srv := w.serve(api.Config{})
 	tests := []struct {
 		name, method, path string
@@ -80,7 +82,7 @@ func TestMethodNotAllowed(t *testing.T) {
 		{"PUT", http.MethodPut, sharesPath(renderA), nil},
 		{"DELETE", http.MethodDelete, sharesPath(renderA), nil},
 		{"PATCH", http.MethodPatch, sharesPath(renderA), nil},
-		{"DELETE of an unknown render", http.MethodDelete, sharesPath(uuidN(1)), nil},
+		{"DELETE of an unknown render", http.MethodDelete, sharesPath(eventstest.UUID(1)), nil},
 		{"POST to healthz", http.MethodPost, "/healthz", nil},
 	}
 	for _, tt := range tests {
@@ -110,7 +112,7 @@ func contains(s []string, v string) bool {
 func TestGetWithBody(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	w.apply(apikeyCreated(projectA, "key_a", liveKey, "live"), renderCreated(projectA, renderA))
+	w.apply(eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"), eventstest.RenderCreated(projectA, renderA))
 	srv := w.serve(api.Config{})
 	tests := []struct {
 		name   string
@@ -150,11 +152,11 @@ func wantUnavailable(t testing.TB, r reply) {
 func TestUnavailableWithoutActiveGeneration(t *testing.T) {
 	t.Parallel()
 	w := newEmptyWorld(t)
-	w.apply(apikeyCreated(projectA, "key_a", liveKey, "live"), renderCreated(projectA, renderA))
+	w.apply(eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"), eventstest.RenderCreated(projectA, renderA))
 	srv := w.serve(api.Config{})
 	tests := []struct{ name, render, key string }{
 		{"a known key and render", renderA, liveKey},
-		{"a known key and an unknown render", uuidN(1), liveKey},
+		{"a known key and an unknown render", eventstest.UUID(1), liveKey},
 		{"a key that may not exist yet", renderA, unknownLiveKey},
 		{"a malformed render id", "not-a-uuid", liveKey},
 	}
@@ -177,15 +179,15 @@ func TestUnavailableWithoutActiveGeneration(t *testing.T) {
 func TestUnavailableWhenRedisDown(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	w.apply(apikeyCreated(projectA, "key_a", liveKey, "live"), renderCreated(projectA, renderA),
-		shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
+	w.apply(eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"), eventstest.RenderCreated(projectA, renderA),
+		eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
 	srv := w.serve(api.Config{})
 	get(t, srv, renderA, liveKey).shares(t)
 
 	tests := []struct{ name, render, key string }{
 		{"a known key and render", renderA, liveKey},
 		{"a key that is not cached", renderA, unknownLiveKey},
-		{"an unknown render", uuidN(1), liveKey},
+		{"an unknown render", eventstest.UUID(1), liveKey},
 	}
 	check := func(t *testing.T) {
 		for _, tt := range tests {
@@ -211,7 +213,7 @@ func TestUnavailableWhenRedisDown(t *testing.T) {
 		check(t)
 		w.redis.Resume(t)
 		resumed = true
-		waitFor(t, 5*time.Second, func() error {
+		polltest.WaitFor(t, 5*time.Second, func() error {
 			if r := get(t, srv, renderA, liveKey); r.status != http.StatusOK {
 				return fmt.Errorf("after resume: status %d, want 200", r.status)
 			}

@@ -2,25 +2,23 @@ package api_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/craftkit/sharesd/projector/model"
 	"io"
 	"log/slog"
-	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/craftkit/sharesd/events/eventstest"
+	"github.com/craftkit/sharesd/projector/model"
+
 	"github.com/redis/go-redis/v9"
 
 	"github.com/craftkit/sharesd/api"
-	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/projector/readmodel"
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
 )
@@ -40,21 +38,17 @@ const (
 	defaultBase = "https://www.craftkit.dev"
 )
 
-// uuidN is a distinct valid render id for each n.
-func uuidN(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }
-
 // streamEpoch is the stream time of sequence 0; sequence n is n ms later.
 var streamEpoch = time.Date(2026, 6, 5, 9, 0, 0, 0, time.UTC)
 
 // world is a read model in a real redis-server, written through
 // readmodel.Store as the projector writes it, and served by the API.
 type world struct {
-	t      testing.TB
-	redis  *redistest.Server
-	store  *readmodel.Store // the writer's store (the projector's side)
-	gen    string
-	seq    uint64
-	nextID int
+	t     testing.TB
+	redis *redistest.Server
+	store *readmodel.Store // the writer's store (the projector's side)
+	gen   string
+	seq   uint64
 }
 
 // newWorld starts a redis-server with an active, empty generation.
@@ -133,112 +127,20 @@ func serveStore(t testing.TB, store api.Store, positions *api.Positions, cfg api
 	return srv
 }
 
-// event is a contract event before it is encoded; data holds the JSON
-// members of its data object.
-type event struct {
-	id      string // "" to number it when applied
-	typ     events.Type
-	project string
-	render  string
-	data    map[string]any
-}
-
-// with returns a copy of e with data member k set to v (nil for null).
-func (e event) with(k string, v any) event {
-	e.data = maps.Clone(e.data)
-	e.data[k] = v
-	return e
-}
-
-func (e event) withID(id string) event { e.id = id; return e }
-
-func renderCreated(project, render string) event {
-	return event{typ: events.TypeRenderCreated, project: project, render: render, data: map[string]any{}}
-}
-
-func renderDeleted(project, render string) event {
-	return event{typ: events.TypeRenderDeleted, project: project, render: render, data: map[string]any{}}
-}
-
-// shareCreated is a link share with null email, message and expiry and the
-// token "cks_<shareID>"; change members with with.
-func shareCreated(project, render, shareID, createdAt string) event {
-	return event{typ: events.TypeShareCreated, project: project, render: render, data: map[string]any{
-		"shareId": shareID, "channel": "link", "recipientEmail": nil, "message": nil,
-		"expiresAt": nil, "createdAt": createdAt, "shareToken": "cks_" + shareID,
-	}}
-}
-
-func shareRevoked(project, render, shareID, revokedAt string, reason any) event {
-	return event{typ: events.TypeShareRevoked, project: project, render: render, data: map[string]any{
-		"shareId": shareID, "revokedAt": revokedAt, "reason": reason,
-	}}
-}
-
-func shareViewed(project, render, shareID string) event {
-	return event{typ: events.TypeShareViewed, project: project, render: render, data: map[string]any{
-		"shareId": shareID, "viewedAt": "2026-06-05T12:00:00Z",
-	}}
-}
-
-// apikeyCreated carries only the hash of key, as the contract says.
-func apikeyCreated(project, keyID, key, env string) event {
-	sum := sha256.Sum256([]byte(key))
-	return event{typ: events.TypeAPIKeyCreated, project: project, data: map[string]any{
-		"keyId": keyID, "keyHash": hex.EncodeToString(sum[:]), "environment": env,
-	}}
-}
-
-func apikeyRevoked(project, keyID string) event {
-	return event{typ: events.TypeAPIKeyRevoked, project: project, data: map[string]any{"keyId": keyID}}
-}
-
-// projectUpdated sets the project's share base; nil reverts to the default.
-func projectUpdated(project string, base any) event {
-	return event{typ: events.TypeProjectUpdated, project: project, data: map[string]any{"shareBase": base}}
-}
-
 // ops numbers evs with the next stream sequences and decodes them with
 // events.Decode, as the projector does.
-func (w *world) ops(evs ...event) []readmodel.Op {
+func (w *world) ops(evs ...eventstest.Event) []readmodel.Op {
 	w.t.Helper()
 	ops := make([]readmodel.Op, len(evs))
 	for i, e := range evs {
 		w.seq++
-		if e.id == "" {
-			w.nextID++
-			e.id = fmt.Sprintf("ev-%d", w.nextID)
-		}
-		ops[i] = readmodel.Op{Seq: w.seq, Time: streamEpoch.Add(time.Duration(w.seq) * time.Millisecond), Event: decode(w.t, e)}
+		ops[i] = readmodel.Op{Seq: w.seq, Time: streamEpoch.Add(time.Duration(w.seq) * time.Millisecond), Event: e.Decode(w.t)}
 	}
 	return ops
 }
 
-// decode encodes e as contract JSON and decodes it from its subject.
-func decode(t testing.TB, e event) events.Event {
-	t.Helper()
-	m := map[string]any{"id": e.id, "type": string(e.typ), "occurredAt": "2026-06-05T10:00:00Z",
-		"projectId": e.project, "data": e.data}
-	entity := e.project
-	switch {
-	case e.typ.RenderScoped():
-		m["renderId"], entity = e.render, e.render
-	case e.typ == events.TypeAPIKeyCreated || e.typ == events.TypeAPIKeyRevoked:
-		entity = e.data["keyId"].(string)
-	}
-	data, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := events.Decode(events.Subject(e.typ, entity), data)
-	if err != nil {
-		t.Fatalf("decode %s %s: %v", e.typ, e.id, err)
-	}
-	return ev
-}
-
 // apply applies evs in one Apply call and returns their outcomes.
-func (w *world) apply(evs ...event) []readmodel.Outcome {
+func (w *world) apply(evs ...eventstest.Event) []readmodel.Outcome {
 	w.t.Helper()
 	return w.applyOps(w.ops(evs...))
 }
@@ -358,25 +260,6 @@ func (r reply) wantError(t testing.TB, status int, code string) {
 	}
 	if *env.Error.Message == "" {
 		t.Errorf("error.message is empty")
-	}
-}
-
-// waitFor calls f until it returns nil, failing the test with f's last
-// error after timeout.
-func waitFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		<-tick.C
 	}
 }
 

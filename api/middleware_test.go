@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/craftkit/sharesd/api"
+	"github.com/craftkit/sharesd/events/eventstest"
 )
 
 var generatedID = regexp.MustCompile(`^[0-9a-f]{16}$`)
@@ -14,7 +15,7 @@ var generatedID = regexp.MustCompile(`^[0-9a-f]{16}$`)
 func TestRequestID(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	w.apply(apikeyCreated(projectA, "key_a", liveKey, "live"), renderCreated(projectA, renderA))
+	w.apply(eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"), eventstest.RenderCreated(projectA, renderA))
 	srv := w.serve(api.Config{})
 	auth := "Authorization: Bearer " + liveKey
 

@@ -17,8 +17,6 @@ package api_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +43,7 @@ import (
 
 	"github.com/craftkit/sharesd/api"
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/projector/readmodel"
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
 )
@@ -91,65 +90,41 @@ func specRouter(t testing.TB, doc *openapi3.T) routers.Router {
 	return r
 }
 
-// specEvent encodes one contract event and decodes it as the projector does.
-func specEvent(t testing.TB, id string, typ events.Type, render string, data map[string]any) events.Event {
-	t.Helper()
-	m := map[string]any{"id": id, "type": string(typ), "occurredAt": "2026-06-05T10:00:00Z", "projectId": specProject, "data": data}
-	entity := specProject
-	switch {
-	case typ.RenderScoped():
-		m["renderId"], entity = render, render
-	case typ == events.TypeAPIKeyCreated || typ == events.TypeAPIKeyRevoked:
-		entity = data["keyId"].(string)
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := events.Decode(events.Subject(typ, entity), b)
-	if err != nil {
-		t.Fatalf("decode %s: %v", id, err)
-	}
-	return ev
-}
-
-func specKeyHash(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:])
-}
-
 // specData is a project with its own share base, a live key and a revoked
 // one, a render whose shares cover every kind of field (nulls, an offset
 // and sub-millisecond time, revoked with and without a reason, views), a
-// render without shares and a deleted render.
+// render without shares and a deleted render, decoded as the projector
+// decodes them.
 func specData(t testing.TB) []events.Event {
-	share := func(id, channel string, email, msg, expires any, created string) map[string]any {
-		return map[string]any{"shareId": id, "channel": channel, "recipientEmail": email, "message": msg,
-			"expiresAt": expires, "createdAt": created, "shareToken": "cks_" + id}
+	p, r := specProject, specRender
+	share := func(id, channel string, email, msg, expires any, created string) eventstest.Event {
+		return eventstest.ShareCreated(p, r, id, created).With("channel", channel).
+			With("recipientEmail", email).With("message", msg).With("expiresAt", expires)
 	}
-	var evs []events.Event
-	add := func(typ events.Type, render string, data map[string]any) {
-		evs = append(evs, specEvent(t, fmt.Sprintf("spec-%d", len(evs)+1), typ, render, data))
+	evs := []eventstest.Event{
+		eventstest.APIKeyCreated(p, "key_spec", specKey, "live"),
+		eventstest.APIKeyCreated(p, "key_gone", specRevoked, "live"),
+		eventstest.APIKeyRevoked(p, "key_gone"),
+		eventstest.ProjectUpdated(p, specBase),
+		eventstest.RenderCreated(p, r),
+		share("s-link", "link", nil, nil, nil, "2026-06-05T10:05:00Z"),
+		share("s-email", "email", "ada@example.com", "Here is your signed agreement.",
+			"2026-12-31T23:59:59+02:00", "2026-06-05T12:06:00.123456+02:00"),
+		share("s-revoked", "link", nil, "ok", "2027-01-01T00:00:00Z", "2026-06-05T10:07:00Z"),
+		share("s-silent", "link", nil, nil, nil, "2026-06-05T10:08:00Z"),
+		eventstest.ShareRevoked(p, r, "s-revoked", "2026-06-05T11:00:00Z", "revoked_by_partner"),
+		eventstest.ShareRevoked(p, r, "s-silent", "2026-06-05T11:01:00Z", nil),
 	}
-	add(events.TypeAPIKeyCreated, "", map[string]any{"keyId": "key_spec", "keyHash": specKeyHash(specKey), "environment": "live"})
-	add(events.TypeAPIKeyCreated, "", map[string]any{"keyId": "key_gone", "keyHash": specKeyHash(specRevoked), "environment": "live"})
-	add(events.TypeAPIKeyRevoked, "", map[string]any{"keyId": "key_gone"})
-	add(events.TypeProjectUpdated, "", map[string]any{"shareBase": specBase})
-	add(events.TypeRenderCreated, specRender, map[string]any{})
-	add(events.TypeShareCreated, specRender, share("s-link", "link", nil, nil, nil, "2026-06-05T10:05:00Z"))
-	add(events.TypeShareCreated, specRender, share("s-email", "email", "ada@example.com", "Here is your signed agreement.",
-		"2026-12-31T23:59:59+02:00", "2026-06-05T12:06:00.123456+02:00"))
-	add(events.TypeShareCreated, specRender, share("s-revoked", "link", nil, "ok", "2027-01-01T00:00:00Z", "2026-06-05T10:07:00Z"))
-	add(events.TypeShareCreated, specRender, share("s-silent", "link", nil, nil, nil, "2026-06-05T10:08:00Z"))
-	add(events.TypeShareRevoked, specRender, map[string]any{"shareId": "s-revoked", "revokedAt": "2026-06-05T11:00:00Z", "reason": "revoked_by_partner"})
-	add(events.TypeShareRevoked, specRender, map[string]any{"shareId": "s-silent", "revokedAt": "2026-06-05T11:01:00Z", "reason": nil})
 	for _, s := range []string{"s-link", "s-link", "s-revoked"} {
-		add(events.TypeShareViewed, specRender, map[string]any{"shareId": s, "viewedAt": "2026-06-05T12:00:00Z"})
+		evs = append(evs, eventstest.ShareViewed(p, r, s))
 	}
-	add(events.TypeRenderCreated, specEmpty, map[string]any{})
-	add(events.TypeRenderCreated, specDeleted, map[string]any{})
-	add(events.TypeRenderDeleted, specDeleted, map[string]any{})
-	return evs
+	evs = append(evs, eventstest.RenderCreated(p, specEmpty), eventstest.RenderCreated(p, specDeleted),
+		eventstest.RenderDeleted(p, specDeleted))
+	out := make([]events.Event, len(evs))
+	for i, e := range evs {
+		out[i] = e.WithID(fmt.Sprintf("spec-%d", i+1)).Decode(t)
+	}
+	return out
 }
 
 // specServer is the API over HTTP on its own redis-server. With data it

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/craftkit/sharesd/api"
+	"github.com/craftkit/sharesd/events/eventstest"
 )
 
 // TestUncleanPaths sends paths exactly as written (on a raw connection, so
@@ -22,9 +23,9 @@ func TestUncleanPaths(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	w.apply(
-		apikeyCreated(projectA, "key_a", liveKey, "live"),
-		renderCreated(projectA, renderA),
-		shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
+		eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"),
+		eventstest.RenderCreated(projectA, renderA),
+		eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
 	)
 	srv := w.serve(api.Config{})
 	list := sharesPath(renderA)

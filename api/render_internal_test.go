@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/projector/model"
 	"github.com/craftkit/sharesd/projector/readmodel"
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
@@ -246,7 +247,7 @@ func BenchmarkAppendShares(b *testing.B) {
 	at := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	msg, email, reason := "Here is your signed agreement.", "ada@example.com", "revoked_by_partner"
 	for _, n := range []int{1, 10, 100, 1000} {
-		render := fmt.Sprintf("00000000-0000-4000-8000-%012d", n)
+		render := eventstest.UUID(n)
 		var ops []readmodel.Op
 		op := func(data any) {
 			ev := events.Event{ID: fmt.Sprintf("ev-%d-%d", n, len(ops)), ProjectID: project, RenderID: render, Data: data}

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/craftkit/sharesd/api"
+	"github.com/craftkit/sharesd/events/eventstest"
 )
 
 // fieldOrder is the contract's order of the fields of a share.
@@ -27,28 +28,28 @@ var fieldOrder = []string{"id", "channel", "recipientEmail", "message", "revoked
 func goldenWorld(t *testing.T) *world {
 	w := newWorld(t)
 	w.apply(
-		apikeyCreated(projectA, "key_a", liveKey, "live"),
-		renderCreated(projectA, renderA),
-		shareCreated(projectA, renderA, "share-link", "2026-06-05T10:05:00Z").
-			with("message", "Here is your signed agreement.").
-			with("expiresAt", "2026-12-31T23:59:59Z").
-			with("shareToken", "cks_link_one"),
-		shareCreated(projectA, renderA, "share-email", "2026-06-05T12:06:00.123456+02:00").
-			with("channel", "email").with("recipientEmail", "ada@example.com").
-			with("shareToken", "cks_email_two"),
-		shareCreated(projectA, renderA, "share-revoked", "2026-06-05T10:07:00Z"),
-		shareRevoked(projectA, renderA, "share-revoked", "2026-06-05T11:00:00.5Z", "revoked_by_partner"),
-		shareCreated(projectA, renderA, "share-revoked-no-reason", "2026-06-05T10:08:00Z").
-			with("expiresAt", "2027-01-01T00:00:00.999999-01:00"),
-		shareRevoked(projectA, renderA, "share-revoked-no-reason", "2026-06-05T11:30:00+00:00", nil),
-		shareViewed(projectA, renderA, "share-late"),
-		shareViewed(projectA, renderA, "share-late"),
-		shareCreated(projectA, renderA, "share-late", "2026-06-05T10:09:00Z"),
-		shareViewed(projectA, renderA, "share-link"),
-		shareViewed(projectA, renderA, "share-link"),
-		shareViewed(projectA, renderA, "share-link"),
-		shareViewed(projectA, renderA, "share-email"),
-		shareViewed(projectA, renderA, "share-revoked"),
+		eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"),
+		eventstest.RenderCreated(projectA, renderA),
+		eventstest.ShareCreated(projectA, renderA, "share-link", "2026-06-05T10:05:00Z").
+			With("message", "Here is your signed agreement.").
+			With("expiresAt", "2026-12-31T23:59:59Z").
+			With("shareToken", "cks_link_one"),
+		eventstest.ShareCreated(projectA, renderA, "share-email", "2026-06-05T12:06:00.123456+02:00").
+			With("channel", "email").With("recipientEmail", "ada@example.com").
+			With("shareToken", "cks_email_two"),
+		eventstest.ShareCreated(projectA, renderA, "share-revoked", "2026-06-05T10:07:00Z"),
+		eventstest.ShareRevoked(projectA, renderA, "share-revoked", "2026-06-05T11:00:00.5Z", "revoked_by_partner"),
+		eventstest.ShareCreated(projectA, renderA, "share-revoked-no-reason", "2026-06-05T10:08:00Z").
+			With("expiresAt", "2027-01-01T00:00:00.999999-01:00"),
+		eventstest.ShareRevoked(projectA, renderA, "share-revoked-no-reason", "2026-06-05T11:30:00+00:00", nil),
+		eventstest.ShareViewed(projectA, renderA, "share-late"),
+		eventstest.ShareViewed(projectA, renderA, "share-late"),
+		eventstest.ShareCreated(projectA, renderA, "share-late", "2026-06-05T10:09:00Z"),
+		eventstest.ShareViewed(projectA, renderA, "share-link"),
+		eventstest.ShareViewed(projectA, renderA, "share-link"),
+		eventstest.ShareViewed(projectA, renderA, "share-link"),
+		eventstest.ShareViewed(projectA, renderA, "share-email"),
+		eventstest.ShareViewed(projectA, renderA, "share-revoked"),
 	)
 	return w
 }
@@ -162,7 +163,7 @@ func objectKeys(t testing.TB, body []byte) [][]string {
 func TestListSharesEmptyRender(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
-	w.apply(apikeyCreated(projectA, "key_a", liveKey, "live"), renderCreated(projectA, renderA))
+	w.apply(eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"), eventstest.RenderCreated(projectA, renderA))
 	r := get(t, w.serve(api.Config{}), renderA, liveKey)
 	if got, want := string(r.body), "{\"shares\":[]}\n"; r.status != 200 || got != want {
 		t.Fatalf("status %d body %q, want 200 %q", r.status, got, want)
@@ -191,12 +192,12 @@ func TestListSharesTimeNormalisation(t *testing.T) {
 		{"before the epoch truncates downwards", "1969-12-31T23:59:59.9999Z", "1969-12-31T23:59:59.999Z"},
 	}
 	w := newWorld(t)
-	evs := []event{apikeyCreated(projectA, "key_a", liveKey, "live"), renderCreated(projectA, renderA)}
+	evs := []eventstest.Event{eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"), eventstest.RenderCreated(projectA, renderA)}
 	for i, tt := range tests {
 		id := fmt.Sprintf("share-%02d", i)
 		evs = append(evs,
-			shareCreated(projectA, renderA, id, tt.in).with("expiresAt", tt.in),
-			shareRevoked(projectA, renderA, id, tt.in, "r"))
+			eventstest.ShareCreated(projectA, renderA, id, tt.in).With("expiresAt", tt.in),
+			eventstest.ShareRevoked(projectA, renderA, id, tt.in, "r"))
 	}
 	w.apply(evs...)
 	byID := map[string]share{}
@@ -240,11 +241,11 @@ func TestListSharesOrder(t *testing.T) {
 		"m-a":  "2026-06-05T08:00:00.1239Z", // the same millisecond as m-b
 		"m-b":  "2026-06-05T08:00:00.1231Z",
 	}
-	evs := []event{apikeyCreated(projectA, "key_a", liveKey, "live"), renderCreated(projectA, renderA)}
+	evs := []eventstest.Event{eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"), eventstest.RenderCreated(projectA, renderA)}
 	for _, id := range []string{"t-1", "m-a", "a", "T-3", "c", "u", "b", "t-10", "m-b", "o", "t-2"} {
-		evs = append(evs, shareCreated(projectA, renderA, id, created[id]))
+		evs = append(evs, eventstest.ShareCreated(projectA, renderA, id, created[id]))
 	}
-	evs = append(evs, shareRevoked(projectA, renderA, "c", "2026-06-05T11:30:00Z", "revoked_by_partner"))
+	evs = append(evs, eventstest.ShareRevoked(projectA, renderA, "c", "2026-06-05T11:30:00Z", "revoked_by_partner"))
 	w.apply(evs...)
 
 	list := get(t, w.serve(api.Config{}), renderA, liveKey).shares(t)
@@ -267,7 +268,7 @@ func TestListSharesThousands(t *testing.T) {
 	t.Parallel()
 	const n = 3000
 	w := newWorld(t)
-	w.apply(apikeyCreated(projectA, "key_a", liveKey, "live"), renderCreated(projectA, renderA))
+	w.apply(eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"), eventstest.RenderCreated(projectA, renderA))
 	base := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
 	type expected struct {
 		id      string
@@ -276,7 +277,7 @@ func TestListSharesThousands(t *testing.T) {
 		revoked bool
 	}
 	want := make([]expected, n)
-	var batch []event
+	var batch []eventstest.Event
 	flush := func() {
 		if len(batch) > 0 {
 			w.apply(batch...)
@@ -285,7 +286,7 @@ func TestListSharesThousands(t *testing.T) {
 	}
 	for i := range n {
 		e := expected{id: fmt.Sprintf("share-%05d", i), created: base.Add(time.Duration(i/2) * time.Second)}
-		batch = append(batch, shareCreated(projectA, renderA, e.id, e.created.Format(time.RFC3339Nano)))
+		batch = append(batch, eventstest.ShareCreated(projectA, renderA, e.id, e.created.Format(time.RFC3339Nano)))
 		if len(batch) == 1000 {
 			flush()
 		}
@@ -296,12 +297,12 @@ func TestListSharesThousands(t *testing.T) {
 		if i%7 == 0 {
 			want[i].clicks = int64(i%5 + 1)
 			for range want[i].clicks {
-				batch = append(batch, shareViewed(projectA, renderA, want[i].id))
+				batch = append(batch, eventstest.ShareViewed(projectA, renderA, want[i].id))
 			}
 		}
 		if i%10 == 0 {
 			want[i].revoked = true
-			batch = append(batch, shareRevoked(projectA, renderA, want[i].id, "2026-06-06T00:00:00Z", nil))
+			batch = append(batch, eventstest.ShareRevoked(projectA, renderA, want[i].id, "2026-06-06T00:00:00Z", nil))
 		}
 	}
 	flush()
@@ -351,14 +352,14 @@ func TestListSharesEscaping(t *testing.T) {
 		{"long mixed", strings.Repeat("é\"\\\n🎉", 300)},
 	}
 	w := newWorld(t)
-	evs := []event{apikeyCreated(projectA, "key_a", liveKey, "live"), renderCreated(projectA, renderA)}
+	evs := []eventstest.Event{eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"), eventstest.RenderCreated(projectA, renderA)}
 	for i, tt := range tests {
 		token := "cks_" + tt.s
 		if utf8.RuneCountInString(token) > 512 {
 			token = string([]rune(token)[:512])
 		}
-		evs = append(evs, shareCreated(projectA, renderA, fmt.Sprintf("share-%02d", i), "2026-06-05T10:00:00Z").
-			with("channel", "email").with("recipientEmail", tt.s).with("message", tt.s).with("shareToken", token))
+		evs = append(evs, eventstest.ShareCreated(projectA, renderA, fmt.Sprintf("share-%02d", i), "2026-06-05T10:00:00Z").
+			With("channel", "email").With("recipientEmail", tt.s).With("message", tt.s).With("shareToken", token))
 	}
 	w.apply(evs...)
 	r := get(t, w.serve(api.Config{}), renderA, liveKey)
@@ -404,30 +405,30 @@ func TestListSharesShareURL(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t)
 	w.apply(
-		apikeyCreated(projectA, "key_a", liveKey, "live"),
-		shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z").with("shareToken", "cks_one"),
-		shareCreated(projectA, renderA, "s2", "2026-06-05T10:01:00Z").with("shareToken", "cks_two"),
+		eventstest.APIKeyCreated(projectA, "key_a", liveKey, "live"),
+		eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z").With("shareToken", "cks_one"),
+		eventstest.ShareCreated(projectA, renderA, "s2", "2026-06-05T10:01:00Z").With("shareToken", "cks_two"),
 	)
 	srv := w.serve(api.Config{})
 	other := w.serve(api.Config{ShareBase: "https://staging.craftkit.dev"})
 
 	steps := []struct {
 		name  string
-		apply []event
+		apply []eventstest.Event
 		srv   string // "" for srv, "other" for the server with another default
 		base  string
 	}{
 		{name: "no project.updated uses the configured default", base: defaultBase},
 		{name: "the configured default is the server's", srv: "other", base: "https://staging.craftkit.dev"},
 		{name: "project.updated sets the project's base",
-			apply: []event{projectUpdated(projectA, "https://share.example.com")}, base: "https://share.example.com"},
+			apply: []eventstest.Event{eventstest.ProjectUpdated(projectA, "https://share.example.com")}, base: "https://share.example.com"},
 		{name: "the project's base wins over any server default", srv: "other", base: "https://share.example.com"},
 		{name: "a trailing slash is not doubled",
-			apply: []event{projectUpdated(projectA, "https://links.example.org/acme/")}, base: "https://links.example.org/acme"},
+			apply: []eventstest.Event{eventstest.ProjectUpdated(projectA, "https://links.example.org/acme/")}, base: "https://links.example.org/acme"},
 		{name: "another project's base changes nothing",
-			apply: []event{projectUpdated(projectB, "https://other.example.net")}, base: "https://links.example.org/acme"},
+			apply: []eventstest.Event{eventstest.ProjectUpdated(projectB, "https://other.example.net")}, base: "https://links.example.org/acme"},
 		{name: "null reverts to the default",
-			apply: []event{projectUpdated(projectA, nil)}, base: defaultBase},
+			apply: []eventstest.Event{eventstest.ProjectUpdated(projectA, nil)}, base: defaultBase},
 		{name: "null reverts to each server's default", srv: "other", base: "https://staging.craftkit.dev"},
 	}
 	for _, st := range steps {

@@ -119,11 +119,12 @@ func ShareViewed(project, render, share string) Event {
 	}}
 }
 
-// APIKeyCreated carries only the hash of a key, as the contract says:
-// pass events.KeyHash(key), or a hash of your own for a malformed one.
-func APIKeyCreated(project, keyID, keyHash, env string) Event {
+// APIKeyCreated registers the plaintext key under keyID. It carries only
+// the key's hash (events.KeyHash), as the contract says; set another
+// keyHash with With.
+func APIKeyCreated(project, keyID, key, env string) Event {
 	return Event{ID: NewID(), Type: events.TypeAPIKeyCreated, Project: project, Key: keyID, Data: map[string]any{
-		"keyId": keyID, "keyHash": keyHash, "environment": env,
+		"keyId": keyID, "keyHash": events.KeyHash(key), "environment": env,
 	}}
 }
 

@@ -24,7 +24,7 @@ func TestBuilders(t *testing.T) {
 		eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
 		eventstest.ShareRevoked(project, render, "s1", "2026-06-06T00:00:00Z", "spam"),
 		eventstest.ShareViewed(project, render, "s1"),
-		eventstest.APIKeyCreated(project, "key-1", events.KeyHash("ck_live_x"), events.EnvLive),
+		eventstest.APIKeyCreated(project, "key-1", "ck_live_x", events.EnvLive),
 		eventstest.APIKeyRevoked(project, "key-1"),
 		eventstest.ProjectUpdated(project, "https://share.example.com"),
 	} {
