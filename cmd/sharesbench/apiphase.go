@@ -25,14 +25,7 @@ func (b *bench) measureHTTP(ctx context.Context) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, stopAPI()) }()
-
-	sizeOf := map[string]int{}
-	for _, size := range fixedSizes {
-		for _, rd := range b.w.fixed[size] {
-			sizeOf[b.w.renders[rd].id] = size
-		}
-	}
-	responses, err := fetchResponses(ctx, apiAddr, b.w.keys[0], sizeOf)
+	responses, err := fetchResponses(ctx, apiAddr, b.w.keys[0], b.fixedSizeOf())
 	if err != nil {
 		return err
 	}
@@ -42,67 +35,111 @@ func (b *bench) measureHTTP(ctx context.Context) (err error) {
 	}
 	defer func() { err = errors.Join(err, stopCeil()) }()
 
-	cpu := func() cpuClock { return readCPU(ctx, b.rdb) }
-	load := func(what, addr string, reqs [][]byte, want int) (loadResult, error) {
-		r, err := closedLoop(ctx, addr, reqs, want, b.cfg.Clients, b.cfg.Warmup, b.cfg.Duration, cpu)
-		if err == nil && r.errors > 0 {
-			err = fmt.Errorf("%s: %d of %d answers were not %d", what, r.errors, r.requests, want)
-		}
-		fmt.Fprintf(b.progress, "  %-26s %8.0f req/s  p50 %6.2fms  p99 %6.2fms  p99.9 %6.2fms\n",
-			what, r.rate(), ms(r.pct(0.50)), ms(r.pct(0.99)), ms(r.pct(0.999)))
-		return r, err
-	}
 	b.res.http, b.res.bodySize = map[string]loadResult{}, map[int]int{}
 	for _, size := range fixedSizes {
-		var ok, notModified [][]byte
-		for _, rd := range b.w.fixed[size] {
-			id := b.w.renders[rd].id
-			path, auth := "/v1/renders/"+id+"/shares", "Authorization: Bearer "+b.w.keys[0]
-			ok = append(ok, request(apiAddr, path, auth))
-			notModified = append(notModified, request(apiAddr, path, auth, "If-None-Match: "+responses[id].header.Get("ETag")))
+		if err := b.closedLoops(ctx, size, apiAddr, ceilAddr, responses); err != nil {
+			return err
 		}
-		for _, m := range []struct {
-			key, addr string
-			reqs      [][]byte
-			want      int
-		}{
-			{fmt.Sprintf("ceiling %d", size), ceilAddr, ok, 200},
-			{fmt.Sprintf("api %d", size), apiAddr, ok, 200},
-			{fmt.Sprintf("ceiling %d 304", size), ceilAddr, notModified, 304},
-			{fmt.Sprintf("api %d 304", size), apiAddr, notModified, 304},
-		} {
-			r, err := load(m.key, m.addr, m.reqs, m.want)
-			if err != nil {
-				return err
-			}
-			b.res.http[m.key] = r
-		}
-		b.res.bodySize[size] = len(responses[b.w.renders[b.w.fixed[size][0]].id].body)
-	}
-
-	// Open loop at half the closed-loop maximum on 10-share renders.
-	var tenShares [][]byte
-	for _, rd := range b.w.fixed[10] {
-		tenShares = append(tenShares, request(apiAddr, "/v1/renders/"+b.w.renders[rd].id+"/shares", "Authorization: Bearer "+b.w.keys[0]))
 	}
 	half := b.res.http["api 10"].rate() / 2
-	b.res.halfRate, err = openLoop(ctx, apiAddr, tenShares, 200, 2*b.cfg.Clients, half, b.cfg.Duration, cpu)
+	if err := b.openLoops(ctx, half, apiAddr, ceilAddr); err != nil {
+		return err
+	}
+	return b.freshness(ctx, astore, apiAddr, b.listRequests(apiAddr, 10), half)
+}
+
+// fixedSizeOf maps each fixed-size render's id to its number of shares.
+func (b *bench) fixedSizeOf() map[string]int {
+	sizeOf := map[string]int{}
+	for _, size := range fixedSizes {
+		for _, rd := range b.w.fixed[size] {
+			sizeOf[b.w.renders[rd].id] = size
+		}
+	}
+	return sizeOf
+}
+
+// closedLoops measures the renders with size shares in closed loop, on the
+// ceiling and on the API, each answering 200 then 304. Both get requests
+// addressed to the API.
+func (b *bench) closedLoops(ctx context.Context, size int, apiAddr, ceilAddr string, responses map[string]fixedResponse) error {
+	ok, notModified := b.listRequests(apiAddr, size), b.revalidations(apiAddr, size, responses)
+	for _, m := range []struct {
+		key, addr string
+		reqs      [][]byte
+		want      int
+	}{
+		{fmt.Sprintf("ceiling %d", size), ceilAddr, ok, 200},
+		{fmt.Sprintf("api %d", size), apiAddr, ok, 200},
+		{fmt.Sprintf("ceiling %d 304", size), ceilAddr, notModified, 304},
+		{fmt.Sprintf("api %d 304", size), apiAddr, notModified, 304},
+	} {
+		r, err := b.closedLoop(ctx, m.key, m.addr, m.reqs, m.want)
+		if err != nil {
+			return err
+		}
+		b.res.http[m.key] = r
+	}
+	b.res.bodySize[size] = len(responses[b.w.renders[b.w.fixed[size][0]].id].body)
+	return nil
+}
+
+// closedLoop runs one closed-loop measurement and prints its line; an
+// answer other than want fails it.
+func (b *bench) closedLoop(ctx context.Context, what, addr string, reqs [][]byte, want int) (loadResult, error) {
+	r, err := closedLoop(ctx, addr, reqs, want, b.cfg.Clients, b.cfg.Warmup, b.cfg.Duration, b.cpu(ctx))
+	if err == nil && r.errors > 0 {
+		err = fmt.Errorf("%s: %d of %d answers were not %d", what, r.errors, r.requests, want)
+	}
+	fmt.Fprintf(b.progress, "  %-26s %8.0f req/s  p50 %6.2fms  p99 %6.2fms  p99.9 %6.2fms\n",
+		what, r.rate(), ms(r.pct(0.50)), ms(r.pct(0.99)), ms(r.pct(0.999)))
+	return r, err
+}
+
+// openLoops sends 10-share requests at rate in open loop, to the API and
+// then to the ceiling: what the machine and the generator add to the tail
+// at this rate without the API's work.
+func (b *bench) openLoops(ctx context.Context, rate float64, apiAddr, ceilAddr string) (err error) {
+	b.res.halfRate, err = openLoop(ctx, apiAddr, b.listRequests(apiAddr, 10), 200, 2*b.cfg.Clients, rate, b.cfg.Duration, b.cpu(ctx))
 	if err != nil {
 		return err
 	}
+	h := b.res.halfRate
 	fmt.Fprintf(b.progress, "  open loop at %.0f req/s: %.0f req/s, p50 %.2fms p99 %.2fms p99.9 %.2fms\n",
-		half, b.res.halfRate.rate(), ms(b.res.halfRate.pct(0.5)), ms(b.res.halfRate.pct(0.99)), ms(b.res.halfRate.pct(0.999)))
-	// The same open loop on the ceiling: what the machine and the generator
-	// add to the tail at this rate without the API's work.
-	var tenCeiling [][]byte
-	for _, rd := range b.w.fixed[10] {
-		tenCeiling = append(tenCeiling, request(ceilAddr, "/v1/renders/"+b.w.renders[rd].id+"/shares", "Authorization: Bearer "+b.w.keys[0]))
+		rate, h.rate(), ms(h.pct(0.5)), ms(h.pct(0.99)), ms(h.pct(0.999)))
+	b.res.halfRateCeiling, err = openLoop(ctx, ceilAddr, b.listRequests(ceilAddr, 10), 200, 2*b.cfg.Clients, rate, b.cfg.Duration, b.cpu(ctx))
+	return err
+}
+
+// listRequests are the GET list requests, addressed to host, for the
+// renders with size shares.
+func (b *bench) listRequests(host string, size int) [][]byte {
+	var reqs [][]byte
+	for _, rd := range b.w.fixed[size] {
+		reqs = append(reqs, request(host, listPath(b.w.renders[rd].id), b.authHeader()))
 	}
-	b.res.halfRateCeiling, err = openLoop(ctx, ceilAddr, tenCeiling, 200, 2*b.cfg.Clients, half, b.cfg.Duration, cpu)
-	if err != nil {
-		return err
+	return reqs
+}
+
+// revalidations are listRequests that carry their render's ETag in
+// If-None-Match, which the API answers 304.
+func (b *bench) revalidations(host string, size int, responses map[string]fixedResponse) [][]byte {
+	var reqs [][]byte
+	for _, rd := range b.w.fixed[size] {
+		id := b.w.renders[rd].id
+		reqs = append(reqs, request(host, listPath(id), b.authHeader(), "If-None-Match: "+responses[id].header.Get("ETag")))
 	}
-	return b.freshness(ctx, astore, apiAddr, tenShares, half)
+	return reqs
+}
+
+func listPath(renderID string) string { return "/v1/renders/" + renderID + "/shares" }
+
+// authHeader authenticates as project 0, which owns the fixed-size renders.
+func (b *bench) authHeader() string { return "Authorization: Bearer " + b.w.keys[0] }
+
+// cpu reads the CPU clocks of this process and of redis-server.
+func (b *bench) cpu(ctx context.Context) func() cpuClock {
+	return func() cpuClock { return readCPU(ctx, b.rdb) }
 }
 
 // freshness publishes live views at -rate per second while the API serves
@@ -119,8 +156,7 @@ func (b *bench) freshness(ctx context.Context, store *readmodel.Store, apiAddr s
 	}
 	apiLoad := make(chan loadOut, 1)
 	go func() {
-		r, err := openLoop(ctx, apiAddr, reqs, 200, 2*b.cfg.Clients, apiRate, b.cfg.Freshness+time.Second,
-			func() cpuClock { return readCPU(ctx, b.rdb) })
+		r, err := openLoop(ctx, apiAddr, reqs, 200, 2*b.cfg.Clients, apiRate, b.cfg.Freshness+time.Second, b.cpu(ctx))
 		apiLoad <- loadOut{r, err}
 	}()
 	c0 := readCPU(ctx, b.rdb)

@@ -22,6 +22,51 @@ import (
 	"github.com/craftkit/sharesd/projector"
 )
 
+// openNATS connects b.js to -nats-url, or to an embedded server storing
+// under dir, and checks that the stream is empty. done closes them.
+func (b *bench) openNATS(ctx context.Context, dir string, done *cleanup) error {
+	url := b.cfg.NATSURL
+	if url == "" {
+		ns, err := startNATS(dir + "/nats")
+		if err != nil {
+			return err
+		}
+		done.add(func() { ns.Shutdown(); ns.WaitForShutdown() })
+		url = ns.ClientURL()
+	}
+	nc, js, err := connectNATS(url, b.pubErrs)
+	if err != nil {
+		return err
+	}
+	done.add(nc.Close)
+	b.js = js
+	return emptyStream(ctx, js)
+}
+
+// openRedis connects b.rdb to -redis-url, or to a redis-server child
+// under dir, and checks that its database is empty. done closes them.
+func (b *bench) openRedis(ctx context.Context, dir string, done *cleanup) error {
+	b.redisURL = b.cfg.RedisURL
+	if b.redisURL == "" {
+		rs, err := startRedis(dir)
+		if err != nil {
+			return err
+		}
+		done.add(rs.Stop)
+		b.redisURL = rs.URL
+	}
+	rdb, err := redisClient(b.redisURL, false, 4)
+	if err != nil {
+		return err
+	}
+	done.add(func() { _ = rdb.Close() })
+	b.rdb = rdb
+	if n, err := rdb.DBSize(ctx).Result(); err != nil || n > 0 {
+		return fmt.Errorf("-redis-url: want an empty database (the bench flushes it), got %d keys (err %v)", n, err)
+	}
+	return nil
+}
+
 // startNATS runs an embedded NATS server with JetStream on a random
 // loopback port, storing the stream under dir.
 func startNATS(dir string) (*server.Server, error) {

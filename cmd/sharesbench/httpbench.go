@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/craftkit/sharesd/api"
+	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
 
@@ -53,7 +54,7 @@ func serveHTTP(h http.Handler) (string, func() error, error) {
 func newAPI(ctx context.Context, store *readmodel.Store) http.Handler {
 	positions := api.NewPositions()
 	go store.FollowApplied(ctx, func(a readmodel.AppliedPos) { positions.Set(a.Seq) })
-	return api.NewServer(slog.New(slog.DiscardHandler), store, positions, nil, api.Config{Env: "live", ShareBase: shareBase})
+	return api.NewServer(slog.New(slog.DiscardHandler), store, positions, nil, api.Config{Env: events.EnvLive, ShareBase: shareBase})
 }
 
 // fixedResponse is what the API answered for one render: the ceiling
@@ -68,7 +69,7 @@ type fixedResponse struct {
 func fetchResponses(ctx context.Context, addr, key string, renders map[string]int) (map[string]fixedResponse, error) {
 	out := map[string]fixedResponse{}
 	for id, want := range renders {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/renders/"+id+"/shares", nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+listPath(id), nil)
 		if err != nil {
 			return nil, err
 		}

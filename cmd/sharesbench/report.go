@@ -55,7 +55,22 @@ func verdict(ok bool) string {
 	return "**missed**"
 }
 
+// printReport prints the results as Markdown: what ran where, then one
+// table of ceilings, projection, API and memory rows.
 func printReport(out io.Writer, cfg config, r results) {
+	printSetup(out, cfg, r)
+	t := table{out}
+	t.row("Phase", "Measure", "Result", "Ceiling", "Ratio", "Target", "CPU go/redis")
+	t.row("---", "---", "---:", "---:", "---:", "---", "---")
+	ceilingRows(t, cfg, r)
+	projectionRows(t, r)
+	apiRows(t, r)
+	memoryRows(t, cfg, r)
+	fmt.Fprintln(out)
+}
+
+// printSetup prints the command, machine, workload and load settings.
+func printSetup(out io.Writer, cfg config, r results) {
 	m := r.machine
 	fmt.Fprintf(out, "\n## sharesbench results\n\n")
 	fmt.Fprintf(out, "- command: `%s`\n", m.CommandLine)
@@ -65,12 +80,11 @@ func printReport(out io.Writer, cfg config, r results) {
 	fmt.Fprintf(out, "- workload: %s; published with async publish at %s events/s\n", r.workload, num(r.publishRate))
 	fmt.Fprintf(out, "- HTTP: %d closed-loop keep-alive clients in process, %s measured after %s warm-up per row; CPU columns are cores used (Go process / redis-server)\n\n",
 		cfg.Clients, cfg.Duration, cfg.Warmup)
+}
 
-	t := table{out}
-	t.row("Phase", "Measure", "Result", "Ceiling", "Ratio", "Target", "CPU go/redis")
-	t.row("---", "---", "---:", "---:", "---:", "---", "---")
-
-	// Ceilings.
+// ceilingRows: what JetStream, Redis and an HTTP server doing no work
+// reach on this machine, which the other rows are compared with.
+func ceilingRows(t table, cfg config, r results) {
 	t.row("ceiling", "JetStream drain: ordered consumer, whole stream, no processing", num(r.drain)+" ev/s", "", "", "", cores(r.drainCPU))
 	t.row("ceiling", fmt.Sprintf("Redis apply: Store.Apply from memory, %d pipelines × %d events", cfg.ApplyWorkers, cfg.BatchSize),
 		num(r.apply.rate())+" ev/s", "", "", "", cores(r.apply.cpu))
@@ -80,8 +94,11 @@ func printReport(out io.Writer, cfg config, r results) {
 	}
 	c304 := r.http["ceiling 10 304"]
 	t.row("ceiling", "HTTP mux, fixed 304", reqs(c304), "", "", "", cores(c304.cpu))
+}
 
-	// Projection.
+// projectionRows: the catch-up against the slower of its two ceilings, and
+// publish-to-visible freshness.
+func projectionRows(t table, r results) {
 	slower := min(r.drain, r.apply.rate())
 	catch := float64(r.events) / r.catchUp.elapsed.Seconds()
 	t.row("projection", fmt.Sprintf("catch-up from empty Redis: projector.Run over %s events (full rebuild %.1fs)", num(float64(r.events)), r.catchUp.elapsed.Seconds()),
@@ -91,8 +108,11 @@ func printReport(out io.Writer, cfg config, r results) {
 		num(r.fresh.rate), num(r.fresh.api.rate()), r.fresh.batches, msf(r.fresh.gap)),
 		fmt.Sprintf("p50 %s / p99 %s / max %s", msf(pct(r.fresh.lat, 0.5)), msf(fp99), msf(pct(r.fresh.lat, 1))), "", "",
 		"p99 ≤ 50 ms "+verdict(fp99 <= 50*time.Millisecond), cores(r.fresh.cpu))
+}
 
-	// API.
+// apiRows: the API against the HTTP ceiling, closed loop per size and 304,
+// then the open loop's tail beside the ceiling's.
+func apiRows(t table, r results) {
 	targets := map[int]float64{10: 0.50, 100: 0.35}
 	for _, size := range fixedSizes {
 		a, c := r.http[fmt.Sprintf("api %d", size)], r.http[fmt.Sprintf("ceiling %d", size)]
@@ -108,13 +128,20 @@ func printReport(out io.Writer, cfg config, r results) {
 	}
 	h := r.halfRate
 	t.row("api", fmt.Sprintf("open loop at half the 10-share maximum (%s req/s sent)", num(h.rate())),
-		fmt.Sprintf("p50 %s / p99 %s / p99.9 %s", msf(h.pct(0.5)), msf(h.pct(0.99)), msf(h.pct(0.999))), "", "",
-		"p99 ≤ 5 ms "+verdict(h.pct(0.99) <= 5*time.Millisecond), cores(h.cpu))
+		tail(h), "", "", "p99 ≤ 5 ms "+verdict(h.pct(0.99) <= 5*time.Millisecond), cores(h.cpu))
 	hc := r.halfRateCeiling
 	t.row("api", fmt.Sprintf("the same open loop on the HTTP ceiling (%s req/s sent): the machine's own tail", num(hc.rate())),
-		fmt.Sprintf("p50 %s / p99 %s / p99.9 %s", msf(hc.pct(0.5)), msf(hc.pct(0.99)), msf(hc.pct(0.999))), "", "", "", cores(hc.cpu))
+		tail(hc), "", "", "", cores(hc.cpu))
+}
 
-	// Memory.
+func tail(l loadResult) string {
+	return fmt.Sprintf("p50 %s / p99 %s / p99.9 %s", msf(l.pct(0.5)), msf(l.pct(0.99)), msf(l.pct(0.999)))
+}
+
+// memoryRows: Redis memory per render, share and view, within the dedupe
+// horizon and once it has passed (the two apply-ceiling runs), and after
+// the catch-up.
+func memoryRows(t table, cfg config, r results) {
 	renders, shares := float64(countOf(r, "renders")), float64(countOf(r, "shares"))
 	views := float64(countOf(r, "views"))
 	d, n := r.apply.memory, r.applyNoDedupe.memory
@@ -128,7 +155,6 @@ func printReport(out io.Writer, cfg config, r results) {
 	t.row("memory", fmt.Sprintf("dedupe horizon 24h at %s ev/s (digests held)", num(cfg.Rate)), gb(perDigest*cfg.Rate*86400), "", "", "bounded by rate × horizon", "")
 	t.row("memory", "used_memory after the catch-up, per event projected", bytesf(float64(r.projectedMemory)/float64(r.events)),
 		"", "", "", fmt.Sprintf("total %s", gb(float64(r.projectedMemory))))
-	fmt.Fprintln(out)
 }
 
 func countOf(r results, step string) int { return max(r.apply.counts[step], 1) }

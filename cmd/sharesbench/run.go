@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	_ "net/http/pprof" // served only with -pprof
 	"os"
-	"runtime"
 	"runtime/pprof"
 	"time"
 
@@ -38,73 +35,42 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	b := &bench{cfg: cfg, progress: stderr, pubErrs: &publishErrors{}}
-
-	if cfg.PprofAddr != "" {
-		go func() {
-			err := http.ListenAndServe(cfg.PprofAddr, nil)
-			fmt.Fprintf(stderr, "sharesbench: -pprof %s: %v\n", cfg.PprofAddr, err)
-		}()
+	var done cleanup
+	defer done.run()
+	if err := startProfiling(cfg, stderr, &done); err != nil {
+		return err
 	}
-	if cfg.CPUProfile != "" {
-		f, err := os.Create(cfg.CPUProfile)
-		if err != nil {
-			return fmt.Errorf("-cpuprofile: %w", err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("-cpuprofile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
-	}
-
 	dir, err := os.MkdirTemp("", "sharesbench-")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	done.add(func() { _ = os.RemoveAll(dir) })
 
-	// NATS: embedded unless -nats-url.
-	natsURL := cfg.NATSURL
-	if natsURL == "" {
-		ns, err := startNATS(dir + "/nats")
-		if err != nil {
+	b := &bench{cfg: cfg, progress: stderr, pubErrs: &publishErrors{}}
+	if err := b.openNATS(ctx, dir, &done); err != nil {
+		return err
+	}
+	if err := b.openRedis(ctx, dir, &done); err != nil {
+		return err
+	}
+	m := describeMachine(ctx, b.rdb)
+	b.res.machine = m
+	fmt.Fprintf(stderr, "sharesbench on %d CPUs (%s), %s, redis %s, nats-server %s\n", m.CPUs, m.CPUModel, m.GoVersion, m.Redis, m.NATSServer)
+
+	if err := b.runPhases(ctx); err != nil {
+		return err
+	}
+	if cfg.MemProfile != "" {
+		if err := writeHeapProfile(cfg.MemProfile); err != nil {
 			return err
 		}
-		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-		natsURL = ns.ClientURL()
 	}
-	nc, js, err := connectNATS(natsURL, b.pubErrs)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	b.js = js
-	if err := emptyStream(ctx, js); err != nil {
-		return err
-	}
+	printReport(stdout, cfg, b.res)
+	return nil
+}
 
-	// Redis: a child redis-server unless -redis-url.
-	b.redisURL = cfg.RedisURL
-	if b.redisURL == "" {
-		rs, err := startRedis(dir)
-		if err != nil {
-			return err
-		}
-		defer rs.Stop()
-		b.redisURL = rs.URL
-	}
-	if b.rdb, err = redisClient(b.redisURL, false, 4); err != nil {
-		return err
-	}
-	defer b.rdb.Close()
-	if n, err := b.rdb.DBSize(ctx).Result(); err != nil || n > 0 {
-		return fmt.Errorf("-redis-url: want an empty database (the bench flushes it), got %d keys (err %v)", n, err)
-	}
-	b.res.machine = describeMachine(ctx, b.rdb)
-	fmt.Fprintf(stderr, "sharesbench on %d CPUs (%s), %s, redis %s, nats-server %s\n",
-		b.res.machine.CPUs, b.res.machine.CPUModel, b.res.machine.GoVersion, b.res.machine.Redis, b.res.machine.NATSServer)
-
+// runPhases runs the phases in order, each under a pprof label of its name.
+func (b *bench) runPhases(ctx context.Context) error {
 	phases := []struct {
 		name string
 		run  func(context.Context) error
@@ -117,7 +83,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	start := time.Now()
 	for _, p := range phases {
-		fmt.Fprintf(stderr, "== %s (%.0fs elapsed)\n", p.name, time.Since(start).Seconds())
+		fmt.Fprintf(b.progress, "== %s (%.0fs elapsed)\n", p.name, time.Since(start).Seconds())
 		var err error
 		pprof.Do(ctx, pprof.Labels("phase", p.name), func(ctx context.Context) { err = p.run(ctx) })
 		if err != nil {
@@ -125,26 +91,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	b.res.total = time.Since(start)
-	if cfg.MemProfile != "" {
-		if err := writeHeapProfile(cfg.MemProfile); err != nil {
-			return err
-		}
-	}
-	printReport(stdout, cfg, b.res)
 	return nil
 }
 
-func writeHeapProfile(path string) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("-memprofile: %w", err)
+// cleanup is a stack of functions run in reverse order, as defers are, for
+// what run opens in the functions it calls.
+type cleanup []func()
+
+func (c *cleanup) add(f func()) { *c = append(*c, f) }
+
+func (c *cleanup) run() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
 	}
-	defer f.Close()
-	runtime.GC()
-	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
-		return fmt.Errorf("-memprofile: %w", err)
-	}
-	return nil
 }
 
 func (b *bench) generate(context.Context) error {
