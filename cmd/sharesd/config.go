@@ -108,7 +108,8 @@ func newFlagSet(name string, env *environment, cfg *Config, which ...string) (*f
 	}
 	if has("api") {
 		fs.StringVar(&cfg.ShareBase, "share-base-url", envOr(g, "SHARE_BASE_URL", "https://www.craftkit.dev"), "share base of projects without their own (env SHARE_BASE_URL)")
-		fs.StringVar(&cfg.Env, "env", envOr(g, "CRAFTKIT_ENV", "live"), "key environment this server accepts: live or test (env CRAFTKIT_ENV)")
+		fs.StringVar(&cfg.Env, "env", envOr(g, "CRAFTKIT_ENV", events.EnvLive),
+			"key environment this server accepts: "+events.EnvLive+" or "+events.EnvTest+" (env CRAFTKIT_ENV)")
 		fs.DurationVar(&cfg.MinSeqWait, "min-seq-wait", errs.duration(g, "MIN_SEQ_WAIT", 2*time.Second), "longest wait of a ?minSeq request (env MIN_SEQ_WAIT)")
 	}
 	if has("projector") {
@@ -142,8 +143,8 @@ func parse(fs *flag.FlagSet, errs *envErrors, cfg *Config, args []string) error 
 	default:
 		bad("log-format", "LOG_FORMAT", cfg.LogFormat, "auto, json or text")
 	}
-	if fs.Lookup("env") != nil && cfg.Env != "live" && cfg.Env != "test" {
-		bad("env", "CRAFTKIT_ENV", cfg.Env, "live or test")
+	if fs.Lookup("env") != nil && cfg.Env != events.EnvLive && cfg.Env != events.EnvTest {
+		bad("env", "CRAFTKIT_ENV", cfg.Env, events.EnvLive+" or "+events.EnvTest)
 	}
 	if fs.Lookup("share-base-url") != nil {
 		base, err := events.ShareBase(cfg.ShareBase) // the rule of project.updated's shareBase

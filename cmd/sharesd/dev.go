@@ -99,33 +99,56 @@ func announceDemo(ctx context.Context, w io.Writer, logger *slog.Logger, cfg Con
 	}
 	defer nc.Close()
 	var added bool
-	for ctx.Err() == nil {
-		if added, err = seedDemo(ctx, js); err == nil {
-			break
-		}
-		time.Sleep(200 * time.Millisecond) // the projector creates the stream
+	seeded := func() (err error) {
+		added, err = seedDemo(ctx, js)
+		return err
+	}
+	if !retry(ctx, 200*time.Millisecond, seeded) { // until the projector has created the stream
+		return
 	}
 	if host, port, err := net.SplitHostPort(addr); err == nil && (host == "::" || host == "0.0.0.0" || host == "") {
 		addr = "localhost:" + port
 	}
-	curl := demoCurl(addr)
-	for ctx.Err() == nil {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/renders/"+demoRender+"/shares", nil)
-		req.Header.Set("Authorization", "Bearer "+demoKey)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if ctx.Err() != nil {
+	if !retry(ctx, 100*time.Millisecond, func() error { return demoListed(ctx, addr) }) {
 		return
 	}
 	printSeed(w, added)
-	fmt.Fprintf(w, "\nsharesd dev is up. Try:\n\n  %s\n\nand, from another shell, against the servers dev started:\n\n  %s\n\n", curl, devStatusLine(cfg))
+	fmt.Fprintf(w, "\nsharesd dev is up. Try:\n\n  %s\n\nand, from another shell, against the servers dev started:\n\n  %s\n\n", demoCurl(addr), devStatusLine(cfg))
 	fmt.Fprintf(w, "NATS:  %s\nRedis: %s\n(Ctrl-C stops)\n", cfg.NATSURL, cfg.RedisURL)
+}
+
+// demoListed asks the API at addr for the demo render's shares, as the
+// printed curl does, and returns nil once it answers 200.
+func demoListed(ctx context.Context, addr string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/renders/"+demoRender+"/shares", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+demoKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("demo render: %s", resp.Status)
+	}
+	return nil
+}
+
+// retry calls f at once and then on every tick of a ticker of period every
+// until f returns nil, and reports whether it did before ctx ended.
+func retry(ctx context.Context, every time.Duration, f func() error) bool {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for f() != nil {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
 }
 
 // devStatusLine is the `sharesd status` that reads dev's own NATS and
