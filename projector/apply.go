@@ -16,45 +16,19 @@ import (
 // to r.gen in one Redis round trip, raising the saved position to
 // checkpoint (the end of the previous batch) in the same trip. It returns
 // the control state and the number of events still pending after the batch.
+//
+// Its steps keep the order the exactly-once argument (doc.go) and the
+// dead-letter mark (deadletter_mark.go) rely on: the dead letters of events
+// that do not decode, the write, the dead letters of what the write
+// rejected, and only then the mark up to the batch's end.
 func (p *Projector) applyBatch(ctx context.Context, r run, batch []delivered, checkpoint uint64) (readmodel.Control, uint64, error) {
 	start := time.Now()
-	ops := make([]readmodel.Op, 0, len(batch))
-	srcs := make([]jetstream.Msg, 0, len(batch))
-	var last *jetstream.MsgMetadata
-	for _, d := range batch {
-		m, md, ev, err := d.msg, d.md, d.ev, d.err
-		if d.mdErr != nil {
-			return readmodel.Control{}, 0, fmt.Errorf("message metadata: %w", d.mdErr)
-		}
-		last = md
-		seq := md.Sequence.Stream
-		var bad *events.DecodeError
-		switch {
-		case errors.As(err, &bad):
-			if err := p.deadLetter(ctx, r, m, seq, bad.Code(), bad.Field, bad.Error()); err != nil {
-				return readmodel.Control{}, 0, err
-			}
-			continue
-		case err != nil:
-			return readmodel.Control{}, 0, fmt.Errorf("decode seq %d: %w", seq, err)
-		}
-		ops = append(ops, readmodel.Op{Seq: seq, Time: md.Timestamp, Event: ev})
-		srcs = append(srcs, m)
-	}
-
-	// The write must not be cut in half by a shutdown: it gets its own
-	// deadline instead of the run's context. The deadline is one Redis read
-	// timeout, so a write that Redis does not answer is not retried past
-	// it: after SIGTERM this write (5s), saving the position (2s) and
-	// releasing the lease (1s) fit in the 10s a stopping process has.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
-	defer cancel()
-	if r.scratch {
-		checkpoint = 0
-	}
-	outcomes, ctl, err := p.store.Apply(actx, r.gen, ops, checkpoint, r.live)
+	ops, srcs, err := p.decoded(ctx, r, batch)
 	if err != nil {
-		p.metrics.RedisErrors.Inc()
+		return readmodel.Control{}, 0, err
+	}
+	outcomes, ctl, err := p.writeBatch(ctx, r, ops, checkpoint)
+	if err != nil {
 		return readmodel.Control{}, 0, fmt.Errorf("apply batch at seq %d: %w", seqOf(batch[0].msg), err)
 	}
 	for i, res := range outcomes {
@@ -62,21 +36,77 @@ func (p *Projector) applyBatch(ctx context.Context, r run, batch []delivered, ch
 			return readmodel.Control{}, 0, err
 		}
 	}
+	last := batch[len(batch)-1].md // decoded checked every message's
 	if err := p.markHandled(ctx, r, last.Sequence.Stream); err != nil {
 		return readmodel.Control{}, 0, err
 	}
+	p.observeBatch(start, len(batch), last)
+	p.setApplied(r.gen, last.Sequence.Stream, last.NumPending)
+	return ctl, last.NumPending, nil
+}
+
+// decoded returns the batch's events as ops, each with the message it came
+// from, after dead-lettering those that did not decode. A message without
+// metadata or an event that failed to decode for another reason ends the
+// run.
+func (p *Projector) decoded(ctx context.Context, r run, batch []delivered) ([]readmodel.Op, []jetstream.Msg, error) {
+	ops := make([]readmodel.Op, 0, len(batch))
+	srcs := make([]jetstream.Msg, 0, len(batch))
+	for _, d := range batch {
+		if d.mdErr != nil {
+			return nil, nil, fmt.Errorf("message metadata: %w", d.mdErr)
+		}
+		seq := d.md.Sequence.Stream
+		var bad *events.DecodeError
+		switch {
+		case errors.As(d.err, &bad):
+			if err := p.deadLetter(ctx, r, d.msg, seq, bad.Code(), bad.Field, bad.Error()); err != nil {
+				return nil, nil, err
+			}
+			continue
+		case d.err != nil:
+			return nil, nil, fmt.Errorf("decode seq %d: %w", seq, d.err)
+		}
+		ops = append(ops, readmodel.Op{Seq: seq, Time: d.md.Timestamp, Event: d.ev})
+		srcs = append(srcs, d.msg)
+	}
+	return ops, srcs, nil
+}
+
+// writeBatch applies ops to r.gen and saves checkpoint in one round trip
+// (a scratch run saves none).
+//
+// The write must not be cut in half by a shutdown: it gets its own
+// deadline instead of the run's context. The deadline is one Redis read
+// timeout, so a write that Redis does not answer is not retried past it:
+// after SIGTERM this write (5s), saving the position (2s) and releasing the
+// lease (1s) fit in the 10s a stopping process has.
+func (p *Projector) writeBatch(ctx context.Context, r run, ops []readmodel.Op, checkpoint uint64) ([]readmodel.Result, readmodel.Control, error) {
+	if r.scratch {
+		checkpoint = 0
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
+	defer cancel()
+	outcomes, ctl, err := p.store.Apply(actx, r.gen, ops, checkpoint, r.live)
+	if err != nil {
+		p.metrics.RedisErrors.Inc()
+	}
+	return outcomes, ctl, err
+}
+
+// observeBatch updates the batch, position and lag metrics after a batch
+// ending at last was applied.
+func (p *Projector) observeBatch(start time.Time, size int, last *jetstream.MsgMetadata) {
 	p.metrics.BatchSeconds.Observe(time.Since(start).Seconds())
-	p.metrics.BatchSize.Observe(float64(len(batch)))
+	p.metrics.BatchSize.Observe(float64(size))
 	p.metrics.Position.Set(float64(last.Sequence.Stream))
-	p.metrics.LastAppliedAge.SetToCurrentTime()
+	p.metrics.LastApplied.SetToCurrentTime()
 	p.metrics.LagEvents.Set(float64(last.NumPending))
 	if last.NumPending == 0 {
 		p.metrics.LagSeconds.Set(0)
 	} else {
 		p.metrics.LagSeconds.Set(time.Since(last.Timestamp).Seconds())
 	}
-	p.setApplied(r.gen, last.Sequence.Stream, last.NumPending)
-	return ctl, last.NumPending, nil
 }
 
 // settle counts what applying op did and dead-letters what it rejected:
