@@ -38,7 +38,7 @@ func (p *Projector) deadLetterHeld(ctx context.Context, r run, trigger uint64, s
 			// Recorded like a copy the dead-letter stream refused, so
 			// `sharesd deadletter list` shows it.
 			gone := origin{seq: seq}
-			if err := p.recordFailure(ctx, r.dead, gone, trigger, "project_mismatch", "projectId", reason,
+			if err := p.recordFailure(ctx, r.dead, gone, trigger, events.CodeProjectMismatch, "projectId", reason,
 				"gone_from_stream", "the event is no longer in the stream"); err != nil {
 				return err
 			}
