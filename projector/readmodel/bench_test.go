@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/projector/readmodel"
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
 )
@@ -28,7 +29,7 @@ func benchOp(seq uint64, at time.Time, t events.Type, render string, data any) r
 func BenchmarkApply(b *testing.B) {
 	const renders, shares, batch = 100, 100, 512
 	at := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-	render := func(i int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", i) }
+	render := eventstest.UUID
 	shareID := func(i int) string { return fmt.Sprintf("0b6c7c0e-8a1f-4c7e-9d2a-%012d", i) }
 	msg := "Here is your signed agreement."
 	for _, kind := range []string{"views", "shares"} {

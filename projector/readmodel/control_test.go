@@ -2,11 +2,11 @@ package readmodel
 
 import (
 	"context"
-	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/craftkit/sharesd/events/eventstest"
 )
 
 // fill writes renders renders with a share, a view and a revocation each,
@@ -15,18 +15,18 @@ func (f *fixture) fill(gen string, renders int) {
 	f.t.Helper()
 	var ops []Op
 	for i := range renders {
-		r := uuidN(i)
-		for _, e := range []event{
-			renderCreated(projectA, r),
-			shareCreated(projectA, r, "s1", "2026-06-05T10:00:00Z"),
-			shareViewed(projectA, r, "s1"),
-			shareRevoked(projectA, r, "s1", "2026-06-05T11:00:00Z", nil),
+		r := eventstest.UUID(i)
+		for _, e := range []eventstest.Event{
+			eventstest.RenderCreated(projectA, r),
+			eventstest.ShareCreated(projectA, r, "s1", "2026-06-05T10:00:00Z"),
+			eventstest.ShareViewed(projectA, r, "s1"),
+			eventstest.ShareRevoked(projectA, r, "s1", "2026-06-05T11:00:00Z", nil),
 		} {
 			ops = append(ops, f.op(e, time.Time{}))
 		}
 	}
-	ops = append(ops, f.op(projectUpdated(projectA, "https://a.example.com"), time.Time{}),
-		f.op(apikeyCreated(projectA, "key_1", "ck_live_fill_key", "live"), time.Time{}))
+	ops = append(ops, f.op(eventstest.ProjectUpdated(projectA, "https://a.example.com"), time.Time{}),
+		f.op(eventstest.APIKeyCreated(projectA, "key_1", "ck_live_fill_key", "live"), time.Time{}))
 	for i, out := range f.applyOps(gen, ops...) {
 		if out != Applied {
 			f.t.Fatalf("fill %s: op %d: %v", gen, i, out)
@@ -50,13 +50,13 @@ func TestDropGen(t *testing.T) {
 	}
 
 	all := f.scanKeys("*")
-	dropped := f.scanKeys("sharesd:" + drop + ":*")
+	dropped := f.scanKeys(genPattern(drop))
 	if want := 300*6 + 4; len(dropped) != want {
 		t.Fatalf("generation %s has %d keys, want %d", drop, len(dropped), want)
 	}
 	var rest []string
 	for _, k := range all {
-		if !strings.HasPrefix(k, "sharesd:"+drop+":") {
+		if !slices.Contains(dropped, k) {
 			rest = append(rest, k)
 		}
 	}
@@ -89,7 +89,7 @@ func TestDropGen(t *testing.T) {
 		if _, ok := ctl.Pos[drop]; ok || ctl.Pos[keep] != 20 || ctl.Active != f.gen {
 			t.Errorf("control %+v, want %s's position gone, %s's kept and %s active", ctl, drop, keep, f.gen)
 		}
-		if list, _ := f.mustList(projectA, uuidN(1)); len(list) != 1 {
+		if list, _ := f.mustList(projectA, eventstest.UUID(1)); len(list) != 1 {
 			t.Errorf("the active generation lost its data: %q", summary(list))
 		}
 	})
@@ -106,14 +106,14 @@ func TestSwapRender(t *testing.T) {
 	ctx := context.Background()
 	scratch := scratchGen(f.gen)
 	ops := []Op{
-		f.op(renderCreated(projectA, renderA), time.Time{}),
-		f.op(shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), time.Time{}),
-		f.op(shareCreated(projectA, renderA, "s2", "2026-06-05T10:01:00Z"), time.Time{}),
-		f.op(shareRevoked(projectA, renderA, "s2", "2026-06-05T11:00:00Z", "live only"), time.Time{}),
-		f.op(shareViewed(projectA, renderA, "s1"), time.Time{}),
+		f.op(eventstest.RenderCreated(projectA, renderA), time.Time{}),
+		f.op(eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), time.Time{}),
+		f.op(eventstest.ShareCreated(projectA, renderA, "s2", "2026-06-05T10:01:00Z"), time.Time{}),
+		f.op(eventstest.ShareRevoked(projectA, renderA, "s2", "2026-06-05T11:00:00Z", "live only"), time.Time{}),
+		f.op(eventstest.ShareViewed(projectA, renderA, "s1"), time.Time{}),
 	}
 	f.applyOps(f.gen, ops...)
-	f.apply(shareCreated(projectA, renderB, "b1", "2026-06-05T10:00:00Z"))
+	f.apply(eventstest.ShareCreated(projectA, renderB, "b1", "2026-06-05T10:00:00Z"))
 	otherBefore, _ := f.mustList(projectA, renderB)
 	liveBefore, live := f.mustList(projectA, renderA)
 
@@ -130,7 +130,7 @@ func TestSwapRender(t *testing.T) {
 		if got, _ := f.mustList(projectA, renderA); !slices.Equal(summary(got), summary(liveBefore)) {
 			t.Errorf("live list changed: %q, want %q", summary(got), summary(liveBefore))
 		}
-		if len(f.scanKeys(fmt.Sprintf("sharesd:%s:{%s}:*", scratch, renderA))) == 0 {
+		if len(f.renderKeys(scratch, renderA)) == 0 {
 			t.Errorf("the scratch copy is gone")
 		}
 	})
@@ -152,7 +152,7 @@ func TestSwapRender(t *testing.T) {
 		if l.Seq != ops[4].Seq {
 			t.Errorf("live seq %d, want %d", l.Seq, ops[4].Seq)
 		}
-		if keys := f.scanKeys("sharesd:" + scratch + ":*"); len(keys) != 0 {
+		if keys := f.scanKeys(genPattern(scratch)); len(keys) != 0 {
 			t.Errorf("scratch keys left after the swap: %q", keys)
 		}
 		if got, _ := f.mustList(projectA, renderB); !slices.Equal(summary(got), summary(otherBefore)) {
@@ -163,7 +163,7 @@ func TestSwapRender(t *testing.T) {
 		if out := f.applyOps(f.gen, ops[4]); out[0] != Stale {
 			t.Errorf("rerun of the copy's last op: %v, want stale", out[0])
 		}
-		if out := f.apply(shareViewed(projectA, renderA, "s1")); out[0] != Applied {
+		if out := f.apply(eventstest.ShareViewed(projectA, renderA, "s1")); out[0] != Applied {
 			t.Errorf("a new view: %v, want applied", out[0])
 		}
 		if got, _ := f.mustList(projectA, renderA); got[1].ClickCount != 2 {
@@ -171,7 +171,7 @@ func TestSwapRender(t *testing.T) {
 		}
 	})
 	t.Run("a copy ahead of the live keys is swapped in", func(t *testing.T) {
-		more := f.op(shareViewed(projectA, renderA, "s1"), time.Time{})
+		more := f.op(eventstest.ShareViewed(projectA, renderA, "s1"), time.Time{})
 		f.applyOps(scratch, append(slices.Clone(ops), more)...)
 		need, err := f.store.SwapRender(ctx, f.gen, renderA)
 		if err != nil || need != 0 {

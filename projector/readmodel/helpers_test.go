@@ -2,11 +2,7 @@ package readmodel
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -14,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
 )
 
@@ -26,9 +23,6 @@ const (
 	testBase = "https://www.craftkit.dev"
 )
 
-// uuidN is a distinct valid render id for each n.
-func uuidN(n int) string { return fmt.Sprintf("00000000-0000-4000-8000-%012d", n) }
-
 // epoch is the stream time of sequence 0; sequence n is n ms later unless
 // an op says otherwise.
 var epoch = time.Date(2026, 6, 5, 9, 0, 0, 0, time.UTC)
@@ -36,13 +30,12 @@ var epoch = time.Date(2026, 6, 5, 9, 0, 0, 0, time.UTC)
 // fixture is a Store on a real redis-server, written as the projector
 // writes it.
 type fixture struct {
-	t      testing.TB
-	srv    *redistest.Server
-	rdb    *redis.Client
-	store  *Store
-	gen    string
-	seq    uint64
-	nextID int
+	t     testing.TB
+	srv   *redistest.Server
+	rdb   *redis.Client
+	store *Store
+	gen   string
+	seq   uint64
 }
 
 func newFixture(t testing.TB, horizon time.Duration) *fixture {
@@ -60,109 +53,19 @@ func newFixture(t testing.TB, horizon time.Duration) *fixture {
 	return &fixture{t: t, srv: srv, rdb: rdb, store: store, gen: gen}
 }
 
-// event is a contract event before it is encoded.
-type event struct {
-	id      string // "" to number it
-	typ     events.Type
-	project string
-	render  string
-	data    map[string]any
-}
-
-func (e event) with(k string, v any) event {
-	e.data = maps.Clone(e.data)
-	e.data[k] = v
-	return e
-}
-
-func (e event) withID(id string) event { e.id = id; return e }
-
-func renderCreated(p, r string) event {
-	return event{typ: events.TypeRenderCreated, project: p, render: r, data: map[string]any{}}
-}
-
-func renderDeleted(p, r string) event {
-	return event{typ: events.TypeRenderDeleted, project: p, render: r, data: map[string]any{}}
-}
-
-func shareCreated(p, r, id, createdAt string) event {
-	return event{typ: events.TypeShareCreated, project: p, render: r, data: map[string]any{
-		"shareId": id, "channel": "link", "recipientEmail": nil, "message": nil,
-		"expiresAt": nil, "createdAt": createdAt, "shareToken": "cks_" + id,
-	}}
-}
-
-func shareRevoked(p, r, id, at string, reason any) event {
-	return event{typ: events.TypeShareRevoked, project: p, render: r, data: map[string]any{
-		"shareId": id, "revokedAt": at, "reason": reason,
-	}}
-}
-
-func shareViewed(p, r, id string) event {
-	return event{typ: events.TypeShareViewed, project: p, render: r, data: map[string]any{
-		"shareId": id, "viewedAt": "2026-06-05T12:00:00Z",
-	}}
-}
-
-func keyHash(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	return hex.EncodeToString(sum[:])
-}
-
-func apikeyCreated(p, keyID, key, env string) event {
-	return event{typ: events.TypeAPIKeyCreated, project: p, data: map[string]any{
-		"keyId": keyID, "keyHash": keyHash(key), "environment": env,
-	}}
-}
-
-func apikeyRevoked(p, keyID string) event {
-	return event{typ: events.TypeAPIKeyRevoked, project: p, data: map[string]any{"keyId": keyID}}
-}
-
-func projectUpdated(p string, base any) event {
-	return event{typ: events.TypeProjectUpdated, project: p, data: map[string]any{"shareBase": base}}
-}
-
-// decode encodes e as contract JSON and decodes it from its subject.
-func decode(t testing.TB, e event) events.Event {
-	t.Helper()
-	m := map[string]any{"id": e.id, "type": string(e.typ), "occurredAt": "2026-06-05T10:00:00Z",
-		"projectId": e.project, "data": e.data}
-	entity := e.project
-	switch {
-	case e.typ.RenderScoped():
-		m["renderId"], entity = e.render, e.render
-	case e.typ == events.TypeAPIKeyCreated || e.typ == events.TypeAPIKeyRevoked:
-		entity = e.data["keyId"].(string)
-	}
-	data, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := events.Decode(events.Subject(e.typ, entity), data)
-	if err != nil {
-		t.Fatalf("decode %s: %v", e.typ, err)
-	}
-	return ev
-}
-
 // op numbers e with the next sequence, at stream time at (the zero time
 // for epoch + seq ms).
-func (f *fixture) op(e event, at time.Time) Op {
+func (f *fixture) op(e eventstest.Event, at time.Time) Op {
 	f.t.Helper()
 	f.seq++
-	if e.id == "" {
-		f.nextID++
-		e.id = fmt.Sprintf("ev-%d", f.nextID)
-	}
 	if at.IsZero() {
 		at = epoch.Add(time.Duration(f.seq) * time.Millisecond)
 	}
-	return Op{Seq: f.seq, Time: at, Event: decode(f.t, e)}
+	return Op{Seq: f.seq, Time: at, Event: e.Decode(f.t)}
 }
 
 // apply applies evs to the fixture's generation in one call.
-func (f *fixture) apply(evs ...event) []Outcome {
+func (f *fixture) apply(evs ...eventstest.Event) []Outcome {
 	f.t.Helper()
 	ops := make([]Op, len(evs))
 	for i, e := range evs {
@@ -312,6 +215,17 @@ func (f *fixture) scanKeys(pattern string) []string {
 		f.t.Fatal(err)
 	}
 	slices.Sort(keys)
+	return keys
+}
+
+// renderKeys is Store.RenderKeys: the keys of render in gen, by what they
+// hold.
+func (f *fixture) renderKeys(gen, render string) map[string]string {
+	f.t.Helper()
+	keys, err := f.store.RenderKeys(context.Background(), gen, render)
+	if err != nil {
+		f.t.Fatal(err)
+	}
 	return keys
 }
 

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 )
 
 // TestRegistrationDecidesTheProject checks that a render belongs to the
@@ -17,11 +20,11 @@ import (
 func TestRegistrationDecidesTheProject(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 0)
-	foreignView := f.op(shareViewed(projectB, renderA, "s1"), time.Time{})
-	foreignDelete := f.op(renderDeleted(projectB, renderA), time.Time{})
-	ownView := f.op(shareViewed(projectA, renderA, "s1"), time.Time{})
-	ownRevoke := f.op(shareRevoked(projectA, renderA, "s1", "2026-06-05T11:00:00Z", "early"), time.Time{})
-	foreignRevoke := f.op(shareRevoked(projectB, renderA, "s1", "2026-06-05T10:30:00Z", "theirs"), time.Time{})
+	foreignView := f.op(eventstest.ShareViewed(projectB, renderA, "s1"), time.Time{})
+	foreignDelete := f.op(eventstest.RenderDeleted(projectB, renderA), time.Time{})
+	ownView := f.op(eventstest.ShareViewed(projectA, renderA, "s1"), time.Time{})
+	ownRevoke := f.op(eventstest.ShareRevoked(projectA, renderA, "s1", "2026-06-05T11:00:00Z", "early"), time.Time{})
+	foreignRevoke := f.op(eventstest.ShareRevoked(projectB, renderA, "s1", "2026-06-05T10:30:00Z", "theirs"), time.Time{})
 	got := f.applyOps(f.gen, foreignView, foreignDelete, ownView, ownRevoke, foreignRevoke)
 	if want := []Outcome{Pending, Pending, Pending, Pending, Pending}; !slices.Equal(got, want) {
 		t.Fatalf("before registration: %v, want %v", got, want)
@@ -30,7 +33,7 @@ func TestRegistrationDecidesTheProject(t *testing.T) {
 		t.Fatalf("unregistered render: %v, want ErrNotFound", err)
 	}
 
-	created := f.op(shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), time.Time{})
+	created := f.op(eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), time.Time{})
 	res := f.applyResults(f.gen, created)
 	want := Result{Outcome: Applied, Foreign: []uint64{foreignView.Seq, foreignDelete.Seq, foreignRevoke.Seq}}
 	slices.Sort(res[0].Foreign)
@@ -55,7 +58,7 @@ func TestRegistrationDecidesTheProject(t *testing.T) {
 		}
 	})
 	t.Run("project B is rejected from then on", func(t *testing.T) {
-		if out := f.apply(renderCreated(projectB, renderA)); out[0] != Mismatch {
+		if out := f.apply(eventstest.RenderCreated(projectB, renderA)); out[0] != Mismatch {
 			t.Fatalf("render.created of B = %v, want %v", out[0], Mismatch)
 		}
 	})
@@ -67,9 +70,9 @@ func TestRegistrationDecidesTheProject(t *testing.T) {
 func TestForeignEventsFirstNeverLockOut(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 0)
-	f.apply(shareViewed(projectB, renderA, "s1"), renderDeleted(projectB, renderA))
-	got := f.apply(renderCreated(projectA, renderA), shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
-		shareViewed(projectA, renderA, "s1"))
+	f.apply(eventstest.ShareViewed(projectB, renderA, "s1"), eventstest.RenderDeleted(projectB, renderA))
+	got := f.apply(eventstest.RenderCreated(projectA, renderA), eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
+		eventstest.ShareViewed(projectA, renderA, "s1"))
 	if want := []Outcome{Applied, Applied, Applied}; !slices.Equal(got, want) {
 		t.Fatalf("the owner's events: %v, want %v", got, want)
 	}
@@ -87,15 +90,15 @@ func TestForeignEventsFirstNeverLockOut(t *testing.T) {
 func TestOwnDeleteBeforeRegistration(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 0)
-	f.apply(shareViewed(projectB, renderA, "s1"), renderDeleted(projectA, renderA))
-	res := f.applyResults(f.gen, f.op(shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), time.Time{}))
+	f.apply(eventstest.ShareViewed(projectB, renderA, "s1"), eventstest.RenderDeleted(projectA, renderA))
+	res := f.applyResults(f.gen, f.op(eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), time.Time{}))
 	if res[0].Outcome != Ignored || len(res[0].Foreign) != 1 {
 		t.Fatalf("registration = %+v, want Ignored with project B's view listed", res[0])
 	}
 	if _, _, err := f.list(projectA, renderA); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("deleted render: %v, want ErrNotFound", err)
 	}
-	if out := f.apply(shareCreated(projectB, renderA, "s2", "2026-06-05T10:00:00Z")); out[0] != Mismatch {
+	if out := f.apply(eventstest.ShareCreated(projectB, renderA, "s2", "2026-06-05T10:00:00Z")); out[0] != Mismatch {
 		t.Fatalf("project B after the tombstone: %v, want %v", out[0], Mismatch)
 	}
 }
@@ -105,13 +108,13 @@ func TestOwnDeleteBeforeRegistration(t *testing.T) {
 func TestPendingDedupeIsPerProject(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 0)
-	got := f.apply(shareViewed(projectB, renderA, "s1").withID("same"), shareViewed(projectA, renderA, "s1").withID("same"),
-		shareViewed(projectA, renderA, "s1").withID("same"))
+	got := f.apply(eventstest.ShareViewed(projectB, renderA, "s1").WithID("same"), eventstest.ShareViewed(projectA, renderA, "s1").WithID("same"),
+		eventstest.ShareViewed(projectA, renderA, "s1").WithID("same"))
 	if want := []Outcome{Pending, Pending, Duplicate}; !slices.Equal(got, want) {
 		t.Fatalf("outcomes = %v, want %v", got, want)
 	}
-	f.apply(shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
-	if got := f.apply(shareViewed(projectA, renderA, "s1").withID("same")); got[0] != Duplicate {
+	f.apply(eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
+	if got := f.apply(eventstest.ShareViewed(projectA, renderA, "s1").WithID("same")); got[0] != Duplicate {
 		t.Fatalf("the owner's id after registration: %v, want %v (its early copy is remembered)", got[0], Duplicate)
 	}
 	list, _ := f.mustList(projectA, renderA)
@@ -131,28 +134,28 @@ func TestKeyHashBelongsToItsFirstKeyID(t *testing.T) {
 	const key = "ck_live_readmodel_owned_key"
 	lookup := func() Key {
 		t.Helper()
-		k, err := f.store.Key(ctx, keyHash(key))
+		k, err := f.store.Key(ctx, events.KeyHash(key))
 		if err != nil {
 			t.Fatalf("Key: %v", err)
 		}
 		return k
 	}
 	owner := Key{ID: "key_1", ProjectID: projectA, Environment: "live"}
-	if out := f.apply(apikeyCreated(projectA, "key_1", key, "live")); out[0] != Applied {
+	if out := f.apply(eventstest.APIKeyCreated(projectA, "key_1", key, "live")); out[0] != Applied {
 		t.Fatalf("apikey.created: %v", out[0])
 	}
 
 	steps := []struct {
 		name string
-		ev   event
+		ev   eventstest.Event
 		want Outcome
 		key  Key
 	}{
-		{"another project cannot bind the key to itself", apikeyCreated(projectB, "key_b", key, "live"), HashTaken, owner},
-		{"nor can the same project under another key id", apikeyCreated(projectA, "key_2", key, "test"), HashTaken, owner},
-		{"revoking the intruding key id does not revoke the key", apikeyRevoked(projectB, "key_b"), Applied, owner},
-		{"the owner revokes", apikeyRevoked(projectA, "key_1"), Applied, Key{ID: "key_1", ProjectID: projectA, Environment: "live", Revoked: true}},
-		{"a revoked key does not come back under a new key id", apikeyCreated(projectB, "key_c", key, "live"), HashTaken, Key{ID: "key_1", ProjectID: projectA, Environment: "live", Revoked: true}},
+		{"another project cannot bind the key to itself", eventstest.APIKeyCreated(projectB, "key_b", key, "live"), HashTaken, owner},
+		{"nor can the same project under another key id", eventstest.APIKeyCreated(projectA, "key_2", key, "test"), HashTaken, owner},
+		{"revoking the intruding key id does not revoke the key", eventstest.APIKeyRevoked(projectB, "key_b"), Applied, owner},
+		{"the owner revokes", eventstest.APIKeyRevoked(projectA, "key_1"), Applied, Key{ID: "key_1", ProjectID: projectA, Environment: "live", Revoked: true}},
+		{"a revoked key does not come back under a new key id", eventstest.APIKeyCreated(projectB, "key_c", key, "live"), HashTaken, Key{ID: "key_1", ProjectID: projectA, Environment: "live", Revoked: true}},
 	}
 	for _, st := range steps {
 		if !t.Run(st.name, func(t *testing.T) {
@@ -174,10 +177,10 @@ func TestKeyHashBelongsToItsFirstKeyID(t *testing.T) {
 	}
 	t.Run("a key id refused for its hash can still register a fresh hash", func(t *testing.T) {
 		const fresh = "ck_live_readmodel_fresh_key"
-		if out := f.apply(apikeyCreated(projectA, "key_2", fresh, "live")); out[0] != Applied {
+		if out := f.apply(eventstest.APIKeyCreated(projectA, "key_2", fresh, "live")); out[0] != Applied {
 			t.Fatalf("apikey.created: %v", out[0])
 		}
-		if k, err := f.store.Key(ctx, keyHash(fresh)); err != nil || k != (Key{ID: "key_2", ProjectID: projectA, Environment: "live"}) {
+		if k, err := f.store.Key(ctx, events.KeyHash(fresh)); err != nil || k != (Key{ID: "key_2", ProjectID: projectA, Environment: "live"}) {
 			t.Fatalf("Key = %+v, %v", k, err)
 		}
 	})

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 )
 
 // TestApplyDeduplication checks the two guards of every event: the
@@ -25,29 +28,29 @@ func TestApplyDeduplication(t *testing.T) {
 	}{
 		{"rerunning the op is Stale", func(f *fixture, first Op) Op { return first }, Stale, 1},
 		{"a lower sequence is Stale", func(f *fixture, first Op) Op {
-			op := f.op(shareViewed(projectA, renderA, "s1"), first.Time)
+			op := f.op(eventstest.ShareViewed(projectA, renderA, "s1"), first.Time)
 			op.Seq = first.Seq - 1
 			return op
 		}, Stale, 1},
 		{"the same event id under a new sequence is Duplicate", func(f *fixture, first Op) Op {
-			return f.op(shareViewed(projectA, renderA, "s1").withID("view"), first.Time.Add(time.Minute))
+			return f.op(eventstest.ShareViewed(projectA, renderA, "s1").WithID("view"), first.Time.Add(time.Minute))
 		}, Duplicate, 1},
 		{"the same event id at the horizon is Duplicate", func(f *fixture, first Op) Op {
-			return f.op(shareViewed(projectA, renderA, "s1").withID("view"), first.Time.Add(horizon))
+			return f.op(eventstest.ShareViewed(projectA, renderA, "s1").WithID("view"), first.Time.Add(horizon))
 		}, Duplicate, 1},
 		{"the same event id beyond the horizon is Applied", func(f *fixture, first Op) Op {
-			return f.op(shareViewed(projectA, renderA, "s1").withID("view"), first.Time.Add(horizon+time.Millisecond))
+			return f.op(eventstest.ShareViewed(projectA, renderA, "s1").WithID("view"), first.Time.Add(horizon+time.Millisecond))
 		}, Applied, 2},
 		{"another event id is Applied", func(f *fixture, first Op) Op {
-			return f.op(shareViewed(projectA, renderA, "s1").withID("view-2"), first.Time)
+			return f.op(eventstest.ShareViewed(projectA, renderA, "s1").WithID("view-2"), first.Time)
 		}, Applied, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := newFixture(t, horizon)
-			f.apply(renderCreated(projectA, renderA), shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
-			first := f.op(shareViewed(projectA, renderA, "s1").withID("view"), time.Time{})
+			f.apply(eventstest.RenderCreated(projectA, renderA), eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
+			first := f.op(eventstest.ShareViewed(projectA, renderA, "s1").WithID("view"), time.Time{})
 			if out := f.applyOps(f.gen, first); out[0] != Applied {
 				t.Fatalf("first view: %v, want applied", out[0])
 			}
@@ -74,135 +77,135 @@ func TestApplySemantics(t *testing.T) {
 	f := newFixture(t, 0)
 	tests := []struct {
 		name    string
-		setup   []event
-		event   event
+		setup   []eventstest.Event
+		event   eventstest.Event
 		want    Outcome
 		changed bool     // whether the list's version moves
 		list    []string // summary of the list afterwards, nil to skip
 	}{
 		{
 			name:    "render.created lists an empty render",
-			event:   renderCreated(projectA, uuidN(1)),
+			event:   eventstest.RenderCreated(projectA, eventstest.UUID(1)),
 			want:    Applied,
 			changed: true,
 			list:    []string{},
 		},
 		{
 			name:    "share.created registers an unknown render",
-			event:   shareCreated(projectA, uuidN(2), "s1", "2026-06-05T10:00:00Z"),
+			event:   eventstest.ShareCreated(projectA, eventstest.UUID(2), "s1", "2026-06-05T10:00:00Z"),
 			want:    Applied,
 			changed: true,
 			list:    []string{`s1 2026-06-05T10:00:00.000Z clicks=0 revoked=null/null msg=null token=cks_s1`},
 		},
 		{
 			name:  "share.created twice changes nothing",
-			setup: []event{shareCreated(projectA, uuidN(3), "s1", "2026-06-05T10:00:00Z").with("message", "first")},
-			event: shareCreated(projectA, uuidN(3), "s1", "2026-06-05T11:00:00Z").
-				with("message", "second").with("shareToken", "cks_other"),
+			setup: []eventstest.Event{eventstest.ShareCreated(projectA, eventstest.UUID(3), "s1", "2026-06-05T10:00:00Z").With("message", "first")},
+			event: eventstest.ShareCreated(projectA, eventstest.UUID(3), "s1", "2026-06-05T11:00:00Z").
+				With("message", "second").With("shareToken", "cks_other"),
 			want: Applied,
 			list: []string{`s1 2026-06-05T10:00:00.000Z clicks=0 revoked=null/null msg="first" token=cks_s1`},
 		},
 		{
 			name: "the first revocation wins",
-			setup: []event{
-				shareCreated(projectA, uuidN(4), "s1", "2026-06-05T10:00:00Z"),
-				shareRevoked(projectA, uuidN(4), "s1", "2026-06-05T11:00:00Z", "revoked_by_partner"),
+			setup: []eventstest.Event{
+				eventstest.ShareCreated(projectA, eventstest.UUID(4), "s1", "2026-06-05T10:00:00Z"),
+				eventstest.ShareRevoked(projectA, eventstest.UUID(4), "s1", "2026-06-05T11:00:00Z", "revoked_by_partner"),
 			},
-			event: shareRevoked(projectA, uuidN(4), "s1", "2026-06-05T12:00:00Z", "second"),
+			event: eventstest.ShareRevoked(projectA, eventstest.UUID(4), "s1", "2026-06-05T12:00:00Z", "second"),
 			want:  Applied,
 			list:  []string{`s1 2026-06-05T10:00:00.000Z clicks=0 revoked="2026-06-05T11:00:00.000Z"/"revoked_by_partner" msg=null token=cks_s1`},
 		},
 		{
 			name: "a null reason is a first revocation too",
-			setup: []event{
-				shareCreated(projectA, uuidN(5), "s1", "2026-06-05T10:00:00Z"),
-				shareRevoked(projectA, uuidN(5), "s1", "2026-06-05T11:00:00Z", nil),
+			setup: []eventstest.Event{
+				eventstest.ShareCreated(projectA, eventstest.UUID(5), "s1", "2026-06-05T10:00:00Z"),
+				eventstest.ShareRevoked(projectA, eventstest.UUID(5), "s1", "2026-06-05T11:00:00Z", nil),
 			},
-			event: shareRevoked(projectA, uuidN(5), "s1", "2026-06-05T12:00:00Z", "second"),
+			event: eventstest.ShareRevoked(projectA, eventstest.UUID(5), "s1", "2026-06-05T12:00:00Z", "second"),
 			want:  Applied,
 			list:  []string{`s1 2026-06-05T10:00:00.000Z clicks=0 revoked="2026-06-05T11:00:00.000Z"/null msg=null token=cks_s1`},
 		},
 		{
 			name: "views of a revoked share count",
-			setup: []event{
-				shareCreated(projectA, uuidN(6), "s1", "2026-06-05T10:00:00Z"),
-				shareRevoked(projectA, uuidN(6), "s1", "2026-06-05T11:00:00Z", nil),
+			setup: []eventstest.Event{
+				eventstest.ShareCreated(projectA, eventstest.UUID(6), "s1", "2026-06-05T10:00:00Z"),
+				eventstest.ShareRevoked(projectA, eventstest.UUID(6), "s1", "2026-06-05T11:00:00Z", nil),
 			},
-			event:   shareViewed(projectA, uuidN(6), "s1"),
+			event:   eventstest.ShareViewed(projectA, eventstest.UUID(6), "s1"),
 			want:    Applied,
 			changed: true,
 			list:    []string{`s1 2026-06-05T10:00:00.000Z clicks=1 revoked="2026-06-05T11:00:00.000Z"/null msg=null token=cks_s1`},
 		},
 		{
 			name: "views before creation are counted once the share exists",
-			setup: []event{
-				renderCreated(projectA, uuidN(7)),
-				shareViewed(projectA, uuidN(7), "s1"),
-				shareViewed(projectA, uuidN(7), "s1"),
-				shareViewed(projectA, uuidN(7), "s1"),
+			setup: []eventstest.Event{
+				eventstest.RenderCreated(projectA, eventstest.UUID(7)),
+				eventstest.ShareViewed(projectA, eventstest.UUID(7), "s1"),
+				eventstest.ShareViewed(projectA, eventstest.UUID(7), "s1"),
+				eventstest.ShareViewed(projectA, eventstest.UUID(7), "s1"),
 			},
-			event:   shareCreated(projectA, uuidN(7), "s1", "2026-06-05T10:00:00Z"),
+			event:   eventstest.ShareCreated(projectA, eventstest.UUID(7), "s1", "2026-06-05T10:00:00Z"),
 			want:    Applied,
 			changed: true,
 			list:    []string{`s1 2026-06-05T10:00:00.000Z clicks=3 revoked=null/null msg=null token=cks_s1`},
 		},
 		{
 			name:  "a view before creation does not change the list",
-			setup: []event{renderCreated(projectA, uuidN(8))},
-			event: shareViewed(projectA, uuidN(8), "s1"),
+			setup: []eventstest.Event{eventstest.RenderCreated(projectA, eventstest.UUID(8))},
+			event: eventstest.ShareViewed(projectA, eventstest.UUID(8), "s1"),
 			want:  Applied,
 			list:  []string{},
 		},
 		{
 			name: "a revocation before creation shows once the share exists",
-			setup: []event{
-				renderCreated(projectA, uuidN(9)),
-				shareRevoked(projectA, uuidN(9), "s1", "2026-06-05T11:00:00Z", "early"),
+			setup: []eventstest.Event{
+				eventstest.RenderCreated(projectA, eventstest.UUID(9)),
+				eventstest.ShareRevoked(projectA, eventstest.UUID(9), "s1", "2026-06-05T11:00:00Z", "early"),
 			},
-			event:   shareCreated(projectA, uuidN(9), "s1", "2026-06-05T10:00:00Z"),
+			event:   eventstest.ShareCreated(projectA, eventstest.UUID(9), "s1", "2026-06-05T10:00:00Z"),
 			want:    Applied,
 			changed: true,
 			list:    []string{`s1 2026-06-05T10:00:00.000Z clicks=0 revoked="2026-06-05T11:00:00.000Z"/"early" msg=null token=cks_s1`},
 		},
 		{
 			name:  "share.created of another project is Mismatch",
-			setup: []event{shareCreated(projectA, uuidN(10), "s1", "2026-06-05T10:00:00Z")},
-			event: shareCreated(projectB, uuidN(10), "s2", "2026-06-05T11:00:00Z"),
+			setup: []eventstest.Event{eventstest.ShareCreated(projectA, eventstest.UUID(10), "s1", "2026-06-05T10:00:00Z")},
+			event: eventstest.ShareCreated(projectB, eventstest.UUID(10), "s2", "2026-06-05T11:00:00Z"),
 			want:  Mismatch,
 			list:  []string{`s1 2026-06-05T10:00:00.000Z clicks=0 revoked=null/null msg=null token=cks_s1`},
 		},
 		{
 			name:  "share.viewed of another project is Mismatch",
-			setup: []event{shareCreated(projectA, uuidN(11), "s1", "2026-06-05T10:00:00Z")},
-			event: shareViewed(projectB, uuidN(11), "s1"),
+			setup: []eventstest.Event{eventstest.ShareCreated(projectA, eventstest.UUID(11), "s1", "2026-06-05T10:00:00Z")},
+			event: eventstest.ShareViewed(projectB, eventstest.UUID(11), "s1"),
 			want:  Mismatch,
 			list:  []string{`s1 2026-06-05T10:00:00.000Z clicks=0 revoked=null/null msg=null token=cks_s1`},
 		},
 		{
 			name:  "share.revoked of another project is Mismatch",
-			setup: []event{shareCreated(projectA, uuidN(12), "s1", "2026-06-05T10:00:00Z")},
-			event: shareRevoked(projectB, uuidN(12), "s1", "2026-06-05T11:00:00Z", nil),
+			setup: []eventstest.Event{eventstest.ShareCreated(projectA, eventstest.UUID(12), "s1", "2026-06-05T10:00:00Z")},
+			event: eventstest.ShareRevoked(projectB, eventstest.UUID(12), "s1", "2026-06-05T11:00:00Z", nil),
 			want:  Mismatch,
 			list:  []string{`s1 2026-06-05T10:00:00.000Z clicks=0 revoked=null/null msg=null token=cks_s1`},
 		},
 		{
 			name:  "render.deleted of another project is Mismatch",
-			setup: []event{shareCreated(projectA, uuidN(13), "s1", "2026-06-05T10:00:00Z")},
-			event: renderDeleted(projectB, uuidN(13)),
+			setup: []eventstest.Event{eventstest.ShareCreated(projectA, eventstest.UUID(13), "s1", "2026-06-05T10:00:00Z")},
+			event: eventstest.RenderDeleted(projectB, eventstest.UUID(13)),
 			want:  Mismatch,
 			list:  []string{`s1 2026-06-05T10:00:00.000Z clicks=0 revoked=null/null msg=null token=cks_s1`},
 		},
 		{
 			name:  "render.created of another project is Mismatch",
-			setup: []event{renderCreated(projectA, uuidN(14))},
-			event: renderCreated(projectB, uuidN(14)),
+			setup: []eventstest.Event{eventstest.RenderCreated(projectA, eventstest.UUID(14))},
+			event: eventstest.RenderCreated(projectB, eventstest.UUID(14)),
 			want:  Mismatch,
 			list:  []string{},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			render := tt.event.render
+			render := tt.event.Render
 			for i, out := range f.apply(tt.setup...) {
 				if out != Applied {
 					t.Fatalf("setup event %d: %v", i, out)
@@ -237,15 +240,15 @@ func TestApplySemantics(t *testing.T) {
 func TestApplyUnlistedRender(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 0)
-	f.apply(shareViewed(projectA, renderA, "s1"), shareRevoked(projectA, renderA, "s1", "2026-06-05T11:00:00Z", nil))
+	f.apply(eventstest.ShareViewed(projectA, renderA, "s1"), eventstest.ShareRevoked(projectA, renderA, "s1", "2026-06-05T11:00:00Z", nil))
 	if _, _, err := f.list(projectA, renderA); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a render known only from views and revocations: err = %v, want ErrNotFound", err)
 	}
-	f.apply(renderCreated(projectA, renderA))
+	f.apply(eventstest.RenderCreated(projectA, renderA))
 	if list, _ := f.mustList(projectA, renderA); len(list) != 0 {
 		t.Fatalf("after render.created: %q, want no shares", summary(list))
 	}
-	f.apply(shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
+	f.apply(eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
 	list, _ := f.mustList(projectA, renderA)
 	if want := []string{`s1 2026-06-05T10:00:00.000Z clicks=1 revoked="2026-06-05T11:00:00.000Z"/null msg=null token=cks_s1`}; !slices.Equal(summary(list), want) {
 		t.Errorf("list %q, want %q", summary(list), want)
@@ -256,13 +259,13 @@ func TestApplyRenderDeleted(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 0)
 	f.apply(
-		renderCreated(projectA, renderA),
-		shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
-		shareViewed(projectA, renderA, "s1"),
-		shareRevoked(projectA, renderA, "s1", "2026-06-05T11:00:00Z", nil),
-		shareCreated(projectA, renderB, "s2", "2026-06-05T10:00:00Z"),
+		eventstest.RenderCreated(projectA, renderA),
+		eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
+		eventstest.ShareViewed(projectA, renderA, "s1"),
+		eventstest.ShareRevoked(projectA, renderA, "s1", "2026-06-05T11:00:00Z", nil),
+		eventstest.ShareCreated(projectA, renderB, "s2", "2026-06-05T10:00:00Z"),
 	)
-	if out := f.apply(renderDeleted(projectA, renderA)); out[0] != Applied {
+	if out := f.apply(eventstest.RenderDeleted(projectA, renderA)); out[0] != Applied {
 		t.Fatalf("render.deleted: %v, want applied", out[0])
 	}
 	if _, _, err := f.list(projectA, renderA); !errors.Is(err, ErrNotFound) {
@@ -274,16 +277,16 @@ func TestApplyRenderDeleted(t *testing.T) {
 			t.Errorf("%s still exists after render.deleted", k)
 		}
 	}
-	later := []event{
-		shareCreated(projectA, renderA, "s3", "2026-06-05T12:00:00Z"),
-		shareViewed(projectA, renderA, "s1"),
-		shareRevoked(projectA, renderA, "s1", "2026-06-05T12:00:00Z", nil),
-		renderCreated(projectA, renderA),
-		renderDeleted(projectA, renderA),
+	later := []eventstest.Event{
+		eventstest.ShareCreated(projectA, renderA, "s3", "2026-06-05T12:00:00Z"),
+		eventstest.ShareViewed(projectA, renderA, "s1"),
+		eventstest.ShareRevoked(projectA, renderA, "s1", "2026-06-05T12:00:00Z", nil),
+		eventstest.RenderCreated(projectA, renderA),
+		eventstest.RenderDeleted(projectA, renderA),
 	}
 	for i, out := range f.apply(later...) {
 		if out != Ignored {
-			t.Errorf("%s after render.deleted: %v, want %v", later[i].typ, out, Ignored)
+			t.Errorf("%s after render.deleted: %v, want %v", later[i].Type, out, Ignored)
 		}
 	}
 	if _, _, err := f.list(projectA, renderA); !errors.Is(err, ErrNotFound) {
@@ -304,9 +307,9 @@ func TestApplyKeys(t *testing.T) {
 	f := newFixture(t, 0)
 	const key, other = "ck_live_readmodel_test_key", "ck_live_readmodel_other_key"
 	ctx := context.Background()
-	lookup := func(k string) (Key, error) { return f.store.Key(ctx, keyHash(k)) }
+	lookup := func(k string) (Key, error) { return f.store.Key(ctx, events.KeyHash(k)) }
 
-	created := f.op(apikeyCreated(projectA, "key_1", key, "live"), time.Time{})
+	created := f.op(eventstest.APIKeyCreated(projectA, "key_1", key, "live"), time.Time{})
 	if out := f.applyOps(f.gen, created); out[0] != Applied {
 		t.Fatalf("apikey.created: %v", out[0])
 	}
@@ -315,7 +318,7 @@ func TestApplyKeys(t *testing.T) {
 	}
 	steps := []struct {
 		name string
-		ev   *event
+		ev   *eventstest.Event
 		want Outcome
 		// the lookups afterwards
 		key      Key
@@ -323,13 +326,13 @@ func TestApplyKeys(t *testing.T) {
 	}{
 		{"rerunning apikey.created is Stale", nil, Stale,
 			Key{ID: "key_1", ProjectID: projectA, Environment: "live"}, ErrNotFound},
-		{"a second apikey.created of the key id changes nothing", ptr(apikeyCreated(projectA, "key_1", other, "test")), Applied,
+		{"a second apikey.created of the key id changes nothing", ptr(eventstest.APIKeyCreated(projectA, "key_1", other, "test")), Applied,
 			Key{ID: "key_1", ProjectID: projectA, Environment: "live"}, ErrNotFound},
-		{"apikey.revoked of another project is Mismatch", ptr(apikeyRevoked(projectB, "key_1")), Mismatch,
+		{"apikey.revoked of another project is Mismatch", ptr(eventstest.APIKeyRevoked(projectB, "key_1")), Mismatch,
 			Key{ID: "key_1", ProjectID: projectA, Environment: "live"}, ErrNotFound},
-		{"apikey.revoked revokes", ptr(apikeyRevoked(projectA, "key_1")), Applied,
+		{"apikey.revoked revokes", ptr(eventstest.APIKeyRevoked(projectA, "key_1")), Applied,
 			Key{ID: "key_1", ProjectID: projectA, Environment: "live", Revoked: true}, ErrNotFound},
-		{"a revocation is final", ptr(apikeyCreated(projectA, "key_1", key, "live")), Applied,
+		{"a revocation is final", ptr(eventstest.APIKeyCreated(projectA, "key_1", key, "live")), Applied,
 			Key{ID: "key_1", ProjectID: projectA, Environment: "live", Revoked: true}, ErrNotFound},
 	}
 	for _, st := range steps {
@@ -353,11 +356,11 @@ func TestApplyKeys(t *testing.T) {
 	}
 	t.Run("a revocation before the creation revokes the key once created", func(t *testing.T) {
 		const late = "ck_test_readmodel_revoked_early"
-		f.apply(apikeyRevoked(projectA, "key_2"))
+		f.apply(eventstest.APIKeyRevoked(projectA, "key_2"))
 		if _, err := lookup(late); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("revoked, not created: err = %v, want ErrNotFound", err)
 		}
-		f.apply(apikeyCreated(projectA, "key_2", late, "test"))
+		f.apply(eventstest.APIKeyCreated(projectA, "key_2", late, "test"))
 		if got, err := lookup(late); err != nil || got != (Key{ID: "key_2", ProjectID: projectA, Environment: "test", Revoked: true}) {
 			t.Errorf("Key = %+v, %v; want key_2 revoked", got, err)
 		}
@@ -369,8 +372,8 @@ func ptr[T any](v T) *T { return &v }
 func TestApplyProject(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 0)
-	f.apply(shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
-	set := f.op(projectUpdated(projectA, "https://share.example.com/").withID("base-1"), time.Time{})
+	f.apply(eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
+	set := f.op(eventstest.ProjectUpdated(projectA, "https://share.example.com/").WithID("base-1"), time.Time{})
 	steps := []struct {
 		name    string
 		op      func() Op
@@ -381,12 +384,12 @@ func TestApplyProject(t *testing.T) {
 		{"project.updated sets the base without its trailing slash", func() Op { return set }, Applied, "https://share.example.com", true},
 		{"rerunning it is Stale", func() Op { return set }, Stale, "https://share.example.com", false},
 		{"its id under a new sequence is Duplicate", func() Op {
-			return f.op(projectUpdated(projectA, "https://other.example.com").withID("base-1"), time.Time{})
+			return f.op(eventstest.ProjectUpdated(projectA, "https://other.example.com").WithID("base-1"), time.Time{})
 		}, Duplicate, "https://share.example.com", false},
 		{"another project's update changes nothing here", func() Op {
-			return f.op(projectUpdated(projectB, "https://b.example.com"), time.Time{})
+			return f.op(eventstest.ProjectUpdated(projectB, "https://b.example.com"), time.Time{})
 		}, Applied, "https://share.example.com", false},
-		{"null removes the base", func() Op { return f.op(projectUpdated(projectA, nil), time.Time{}) }, Applied, "", true},
+		{"null removes the base", func() Op { return f.op(eventstest.ProjectUpdated(projectA, nil), time.Time{}) }, Applied, "", true},
 	}
 	_, prev := f.mustList(projectA, renderA)
 	for _, st := range steps {
@@ -413,7 +416,7 @@ func TestListNotModified(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 0)
 	ctx := context.Background()
-	f.apply(shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), projectUpdated(projectA, "https://a.example.com"))
+	f.apply(eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), eventstest.ProjectUpdated(projectA, "https://a.example.com"))
 	_, cur := f.mustList(projectA, renderA)
 	tests := []struct {
 		name        string
@@ -455,7 +458,7 @@ func TestApplyCheckpointAndAnnounce(t *testing.T) {
 	if got, want := <-positions, (AppliedPos{Seq: 0}); got != want { // subscribed: the saved position
 		t.Fatalf("first position %+v, want %+v", got, want)
 	}
-	ops := []Op{f.op(renderCreated(projectA, renderA), time.Time{}), f.op(shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), time.Time{})}
+	ops := []Op{f.op(eventstest.RenderCreated(projectA, renderA), time.Time{}), f.op(eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), time.Time{})}
 	out, ctl, err := f.store.Apply(ctx, f.gen, ops, 7, true)
 	if err != nil || !reflect.DeepEqual(out, []Result{{Outcome: Applied}, {Outcome: Applied}}) {
 		t.Fatalf("Apply = %v, %v", out, err)
@@ -504,15 +507,15 @@ func TestFollowAppliedResubscribes(t *testing.T) {
 func TestApplyStaleMismatch(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 0)
-	f.apply(renderCreated(projectA, renderA))
-	foreign := f.op(shareViewed(projectB, renderA, "s1"), time.Time{})
+	f.apply(eventstest.RenderCreated(projectA, renderA))
+	foreign := f.op(eventstest.ShareViewed(projectB, renderA, "s1"), time.Time{})
 	if out := f.applyOps(f.gen, foreign); out[0] != Mismatch {
 		t.Fatalf("first delivery: %v, want %v", out[0], Mismatch)
 	}
 	if out := f.applyOps(f.gen, foreign); out[0] != StaleMismatch {
 		t.Fatalf("redelivery: %v, want %v", out[0], StaleMismatch)
 	}
-	own := f.op(shareViewed(projectA, renderA, "s1"), time.Time{})
+	own := f.op(eventstest.ShareViewed(projectA, renderA, "s1"), time.Time{})
 	f.applyOps(f.gen, own)
 	if out := f.applyOps(f.gen, own); out[0] != Stale {
 		t.Fatalf("redelivery of the render's own event: %v, want %v", out[0], Stale)
@@ -526,8 +529,8 @@ func TestSeenSetsExpire(t *testing.T) {
 	t.Parallel()
 	const horizon = 2 * time.Hour
 	f := newFixture(t, horizon)
-	f.apply(renderCreated(projectA, renderA), shareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
-		shareViewed(projectA, renderA, "s1"), projectUpdated(projectA, "https://share.example.com"))
+	f.apply(eventstest.RenderCreated(projectA, renderA), eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
+		eventstest.ShareViewed(projectA, renderA, "s1"), eventstest.ProjectUpdated(projectA, "https://share.example.com"))
 	ctx := context.Background()
 	keys := renderKeysOf(f.gen, renderA)
 	seen := []string{keys[kSeen], projectKeys(f.gen, projectA)[1]}

@@ -1,0 +1,63 @@
+package readmodel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// What an operator (or a test) needs to look at the read model from
+// outside without spelling a key: which keys hold a render, and who holds
+// the projector lease.
+
+// renderKeyNames names what each of a render's keys holds, in renderKeys
+// order: the last part of its name (see doc.go).
+var renderKeyNames = [len(renderKeys{})]string{
+	kRender: "render", kShares: "shares", kRecs: "recs", kClicks: "clicks",
+	kRevoked: "revoked", kSeen: "seen", kPending: "pending",
+}
+
+// RenderKeys returns the Redis keys of render renderID in generation gen
+// that exist, by what each holds: "render" (the render hash, the only one a
+// deleted render keeps), "shares", "recs", "clicks" (shareId -> views),
+// "revoked", "seen" and "pending", as doc.go describes them. It is for
+// looking at one render with redis-cli, and for tests that check what a
+// render left behind.
+func (s *Store) RenderKeys(ctx context.Context, gen, renderID string) (map[string]string, error) {
+	if !validGen(gen) {
+		return nil, fmt.Errorf("bad generation name %q", gen)
+	}
+	keys := renderKeysOf(gen, renderID)
+	p := s.rdb.Pipeline()
+	exists := make([]*redis.IntCmd, len(keys))
+	for i, k := range keys {
+		exists[i] = p.Exists(ctx, k)
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("render %s keys: %w", renderID, err)
+	}
+	out := map[string]string{}
+	for i, c := range exists {
+		if c.Val() == 1 {
+			out[renderKeyNames[i]] = keys[i]
+		}
+	}
+	return out, nil
+}
+
+// LeaseHolder returns the token of the projector that holds the lease, or
+// "" when none does. With ReleaseLease it frees the lease of a projector
+// known to be dead (killed, so it could not give the lease up), so that
+// its successor need not wait out the lease TTL.
+func (s *Store) LeaseHolder(ctx context.Context) (string, error) {
+	token, err := s.rdb.Get(ctx, leaseKey()).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("lease holder: %w", err)
+	}
+	return token, nil
+}

@@ -1,0 +1,66 @@
+package readmodel
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/craftkit/sharesd/events/eventstest"
+)
+
+func TestRenderKeys(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, time.Hour)
+	ctx := context.Background()
+	names := func(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
+
+	if got := f.renderKeys(f.gen, renderA); len(got) != 0 {
+		t.Fatalf("keys of an unknown render = %v, want none", got)
+	}
+	f.apply(eventstest.RenderCreated(projectA, renderA), eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"),
+		eventstest.ShareViewed(projectA, renderA, "s1"), eventstest.ShareRevoked(projectA, renderA, "s1", "2026-06-05T11:00:00Z", nil))
+	got := f.renderKeys(f.gen, renderA)
+	if want := []string{"clicks", "recs", "render", "revoked", "seen", "shares"}; !slices.Equal(names(got), want) {
+		t.Fatalf("keys of a render = %v, want %v", names(got), want)
+	}
+	keys := renderKeysOf(f.gen, renderA)
+	if got["render"] != keys[kRender] || got["clicks"] != keys[kClicks] {
+		t.Errorf("render %q clicks %q, want %q %q", got["render"], got["clicks"], keys[kRender], keys[kClicks])
+	}
+	if other := f.renderKeys(NewGen(time.Now().Add(time.Hour)), renderA); len(other) != 0 {
+		t.Errorf("keys in another generation = %v, want none", other)
+	}
+
+	f.apply(eventstest.RenderDeleted(projectA, renderA))
+	if got := names(f.renderKeys(f.gen, renderA)); !slices.Equal(got, []string{"render"}) {
+		t.Errorf("keys of a deleted render = %v, want only its render hash", got)
+	}
+	if _, err := f.store.RenderKeys(ctx, "g*", renderA); err == nil {
+		t.Error("RenderKeys of a pattern: no error, want one")
+	}
+}
+
+func TestLeaseHolder(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, time.Hour)
+	ctx := context.Background()
+	if got, err := f.store.LeaseHolder(ctx); err != nil || got != "" {
+		t.Fatalf("LeaseHolder with no lease = %q, %v; want \"\", nil", got, err)
+	}
+	if ok, err := f.store.Lease(ctx, "dead-projector", time.Minute); err != nil || !ok {
+		t.Fatalf("lease: %v %v", ok, err)
+	}
+	got, err := f.store.LeaseHolder(ctx)
+	if err != nil || got != "dead-projector" {
+		t.Fatalf("LeaseHolder = %q, %v; want dead-projector", got, err)
+	}
+	// A supervisor that killed the holder frees the lease for its successor.
+	if err := f.store.ReleaseLease(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := f.store.Lease(ctx, "successor", time.Minute); err != nil || !ok {
+		t.Fatalf("successor's lease: %v %v; want it taken at once", ok, err)
+	}
+}
