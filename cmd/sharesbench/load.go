@@ -116,10 +116,8 @@ func closedLoop(ctx context.Context, addr string, reqs [][]byte, want, clients i
 	}
 	defer closeAll(conns)
 	var (
-		mu    sync.Mutex
-		res   loadResult
-		first error
-		wg    sync.WaitGroup
+		all tally
+		wg  sync.WaitGroup
 	)
 	start := time.Now()
 	measureFrom, end := start.Add(warmup), start.Add(warmup+d)
@@ -127,49 +125,44 @@ func closedLoop(ctx context.Context, addr string, reqs [][]byte, want, clients i
 	cpuOnce := sync.OnceFunc(func() { c0 = cpu() })
 	time.AfterFunc(warmup, cpuOnce)
 	for k, c := range conns {
-		wg.Go(func() {
-			lat := make([]time.Duration, 0, 1<<14)
-			var n, errs int
-			var body int64
-			for i := k; ctx.Err() == nil; i++ {
-				t0 := time.Now()
-				if t0.After(end) {
-					break
-				}
-				status, size, err := c.do(reqs[i%len(reqs)])
-				if err != nil {
-					mu.Lock()
-					first = cmpOr(first, err)
-					mu.Unlock()
-					break
-				}
-				if t0.Before(measureFrom) {
-					continue
-				}
-				lat = append(lat, time.Since(t0))
-				n++
-				body += int64(size)
-				if status != want {
-					errs++
-				}
-			}
-			mu.Lock()
-			res.lat = append(res.lat, lat...)
-			res.requests += n
-			res.errors += errs
-			res.bytes += body
-			mu.Unlock()
-		})
+		wg.Go(func() { all.add(c.closed(ctx, reqs, k, want, measureFrom, end)) })
 	}
 	wg.Wait()
 	cpuOnce()
+	res := all.res
 	res.elapsed = time.Since(measureFrom)
 	res.cpu = cpu().since(c0)
 	slices.Sort(res.lat)
-	if first != nil {
-		return res, fmt.Errorf("load on %s: %w", addr, first)
+	if all.first != nil {
+		return res, fmt.Errorf("load on %s: %w", addr, all.first)
 	}
 	return res, nil
+}
+
+// closed sends reqs on c in turn, from the k-th, until end or an error, and
+// measures those sent from measureFrom on.
+func (c *conn) closed(ctx context.Context, reqs [][]byte, k, want int, measureFrom, end time.Time) (loadResult, error) {
+	r := loadResult{lat: make([]time.Duration, 0, 1<<14)}
+	for i := k; ctx.Err() == nil; i++ {
+		t0 := time.Now()
+		if t0.After(end) {
+			break
+		}
+		status, size, err := c.do(reqs[i%len(reqs)])
+		if err != nil {
+			return r, err
+		}
+		if t0.Before(measureFrom) {
+			continue
+		}
+		r.lat = append(r.lat, time.Since(t0))
+		r.requests++
+		r.bytes += int64(size)
+		if status != want {
+			r.errors++
+		}
+	}
+	return r, nil
 }
 
 // openLoop sends requests at rate per second for d, whatever the answers'
@@ -183,56 +176,83 @@ func openLoop(ctx context.Context, addr string, reqs [][]byte, want, clients int
 	}
 	defer closeAll(conns)
 	interval := time.Duration(float64(time.Second) / rate)
-	total := int64(d / interval)
 	var (
-		next  atomic.Int64
-		mu    sync.Mutex
-		res   loadResult
-		first error
-		wg    sync.WaitGroup
+		all tally
+		wg  sync.WaitGroup
 	)
 	c0 := cpu()
-	start := time.Now()
+	s := &schedule{start: time.Now(), interval: interval, total: int64(d / interval)}
 	for _, c := range conns {
-		wg.Go(func() {
-			lat := make([]time.Duration, 0, 1<<12)
-			var errs int
-			for ctx.Err() == nil {
-				i := next.Add(1) - 1
-				if i >= total {
-					break
-				}
-				due := start.Add(time.Duration(i) * interval)
-				if wait := time.Until(due); wait > 0 {
-					time.Sleep(wait) // pacing the generator, not synchronising
-				}
-				status, _, err := c.do(reqs[int(i)%len(reqs)])
-				if err != nil {
-					mu.Lock()
-					first = cmpOr(first, err)
-					mu.Unlock()
-					break
-				}
-				lat = append(lat, time.Since(due))
-				if status != want {
-					errs++
-				}
-			}
-			mu.Lock()
-			res.lat = append(res.lat, lat...)
-			res.requests += len(lat)
-			res.errors += errs
-			mu.Unlock()
-		})
+		wg.Go(func() { all.add(c.open(ctx, reqs, want, s)) })
 	}
 	wg.Wait()
-	res.elapsed = time.Since(start)
+	res := all.res
+	res.elapsed = time.Since(s.start)
 	res.cpu = cpu().since(c0)
 	slices.Sort(res.lat)
-	if first != nil {
-		return res, fmt.Errorf("open-loop load on %s: %w", addr, first)
+	if all.first != nil {
+		return res, fmt.Errorf("open-loop load on %s: %w", addr, all.first)
 	}
 	return res, nil
+}
+
+// schedule hands out an open loop's requests, each due interval after the
+// one before, to whichever connection is free.
+type schedule struct {
+	next     atomic.Int64
+	start    time.Time
+	interval time.Duration
+	total    int64
+}
+
+// take returns the next request's number and when it is due, or false when
+// every request has been handed out.
+func (s *schedule) take() (int64, time.Time, bool) {
+	i := s.next.Add(1) - 1
+	return i, s.start.Add(time.Duration(i) * s.interval), i < s.total
+}
+
+// open sends the requests s hands out on c, each at its due time, until
+// none is left or an error, and measures each from its due time.
+func (c *conn) open(ctx context.Context, reqs [][]byte, want int, s *schedule) (loadResult, error) {
+	r := loadResult{lat: make([]time.Duration, 0, 1<<12)}
+	for ctx.Err() == nil {
+		i, due, ok := s.take()
+		if !ok {
+			break
+		}
+		if wait := time.Until(due); wait > 0 {
+			time.Sleep(wait) // pacing the generator, not synchronising
+		}
+		status, _, err := c.do(reqs[int(i)%len(reqs)])
+		if err != nil {
+			return r, err
+		}
+		r.lat = append(r.lat, time.Since(due))
+		r.requests++
+		if status != want {
+			r.errors++
+		}
+	}
+	return r, nil
+}
+
+// tally adds up what the clients of one load measured, and keeps the
+// first error one of them met.
+type tally struct {
+	mu    sync.Mutex
+	res   loadResult
+	first error
+}
+
+func (t *tally) add(part loadResult, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.res.lat = append(t.res.lat, part.lat...)
+	t.res.requests += part.requests
+	t.res.errors += part.errors
+	t.res.bytes += part.bytes
+	t.first = cmpOr(t.first, err)
 }
 
 func dialAll(addr string, n int) ([]*conn, error) {

@@ -71,7 +71,8 @@ const (
 
 // newWorkload draws the workload. Shares go to renders with a Zipf-like
 // skew (a few renders hold many shares, most hold a few or none), and views
-// go to shares with the same kind of skew.
+// go to shares with the same kind of skew. The draws come in a fixed order
+// from one generator seeded with cfg.Seed, so a seed makes the same events.
 func newWorkload(cfg workloadConfig) (*workload, error) {
 	nFixed := fixedPerSize * len(fixedSizes)
 	fixedShares := 0
@@ -91,8 +92,25 @@ func newWorkload(cfg workloadConfig) (*workload, error) {
 	for i := range w.renders {
 		w.renders[i] = renderRow{id: uuid(r), project: int32(r.IntN(cfg.Projects))}
 	}
-	// The fixed-size renders come first and belong to project 0.
-	owner := make([]int32, 0, cfg.Shares)
+	w.drawShares(r, w.shareOwners(r))
+	for _, i := range r.Perm(cfg.Shares)[:int(float64(cfg.Shares)*cfg.Revoked)] {
+		w.revoked = append(w.revoked, int32(i))
+	}
+	w.views = make([]int32, cfg.Views)
+	sharePerm := r.Perm(cfg.Shares)
+	zv := rand.NewZipf(r, 1.1, 2, uint64(cfg.Shares-1))
+	for i := range w.views {
+		w.views[i] = int32(sharePerm[zv.Uint64()])
+	}
+	return w, nil
+}
+
+// shareOwners returns the render of each share: first the fixed-size
+// renders, which belong to project 0, with exactly their size; then the
+// others, skewed, the popular ones spread over the index space by a
+// permutation.
+func (w *workload) shareOwners(r *rand.Rand) []int32 {
+	owner := make([]int32, 0, w.cfg.Shares)
 	i := 0
 	for _, size := range fixedSizes {
 		for range fixedPerSize {
@@ -104,15 +122,18 @@ func newWorkload(cfg workloadConfig) (*workload, error) {
 			i++
 		}
 	}
-	// The others share the rest, skewed; the popular ones are spread over
-	// the index space by a permutation.
-	rest := cfg.Renders - nFixed
+	rest := w.cfg.Renders - i
 	perm := r.Perm(rest)
 	z := rand.NewZipf(r, 1.1, 2, uint64(rest-1))
-	for len(owner) < cfg.Shares {
-		owner = append(owner, int32(nFixed+perm[z.Uint64()]))
+	for len(owner) < w.cfg.Shares {
+		owner = append(owner, int32(i+perm[z.Uint64()]))
 	}
-	w.shares = make([]shareRow, cfg.Shares)
+	return owner
+}
+
+// drawShares draws a share for each render in owner, 7s apart.
+func (w *workload) drawShares(r *rand.Rand, owner []int32) {
+	w.shares = make([]shareRow, len(owner))
 	for i, rd := range owner {
 		s := shareRow{
 			id:      uuid(r),
@@ -129,16 +150,6 @@ func newWorkload(cfg workloadConfig) (*workload, error) {
 		w.shares[i] = s
 		w.renders[rd].shares++
 	}
-	for _, i := range r.Perm(cfg.Shares)[:int(float64(cfg.Shares)*cfg.Revoked)] {
-		w.revoked = append(w.revoked, int32(i))
-	}
-	w.views = make([]int32, cfg.Views)
-	sharePerm := r.Perm(cfg.Shares)
-	zv := rand.NewZipf(r, 1.1, 2, uint64(cfg.Shares-1))
-	for i := range w.views {
-		w.views[i] = int32(sharePerm[zv.Uint64()])
-	}
-	return w, nil
 }
 
 // Len is the number of events in the workload.
