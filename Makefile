@@ -1,7 +1,7 @@
 # Targets for developers and CI. Tests need redis-server on PATH; `make test`
 # installs it with deploy/install-deps.sh. NATS is embedded, nothing to install.
 
-.PHONY: deps test test-short bench fuzz vet build dev
+.PHONY: deps test test-short bench fuzz fuzz-stream vet build dev
 
 deps:
 	./deploy/install-deps.sh
@@ -17,6 +17,15 @@ bench:
 
 fuzz:
 	go test ./events/ -run=XXX -fuzz=FuzzDecode -fuzztime=60s
+
+# fuzz-stream runs the stream fuzzer (projector/hostile_test.go) for
+# FUZZ_STREAM_TIME (10m by default) instead of the 15s of `make test`; set
+# FUZZ_STREAM_SEED to replay the seed a failure logged.
+FUZZ_STREAM_TIME ?= 10m
+FUZZ_STREAM_SEED ?= 0
+fuzz-stream: deps
+	go test -race -count=1 -timeout 0 -run 'TestHostileStream$$' -v ./projector/ \
+		-args -hostile.duration=$(FUZZ_STREAM_TIME) -hostile.seed=$(FUZZ_STREAM_SEED)
 
 vet:
 	go vet ./...

@@ -196,11 +196,13 @@ func feed(it jetstream.MessagesContext, size int, held *budget) (<-chan delivere
 }
 
 // fetchBytes bounds what the iterator asks the server for and holds:
-// MaxFetchBytes, or more when the server accepts messages so large that one
-// would not fit (the server counts a message's subject and reply subject
-// too, and ends a pull that cannot take its next message).
+// MaxFetchBytes, or more when the server accepts messages so large that two
+// would not fit. The iterator asks again once half of it is handed over, so
+// every pull can take at least one message of the max payload (the server
+// counts the subject and reply subject too, and ends with a 409 status a
+// pull that cannot take its next message).
 func (p *Projector) fetchBytes() int {
-	return max(p.cfg.MaxFetchBytes, int(p.js.Conn().MaxPayload())+fetchSlack)
+	return max(p.cfg.MaxFetchBytes, 2*(int(p.js.Conn().MaxPayload())+fetchSlack))
 }
 
 // fetchSlack is room for a message's subjects beyond its payload.

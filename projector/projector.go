@@ -23,7 +23,7 @@ type Config struct {
 	MaxBackoff time.Duration // longest pause between retries (default 5s)
 	// MaxFetchBytes bounds the events in memory (default 8 MiB): what the
 	// consumer has asked the server for and not yet handed over stays
-	// within it (raised to fit one message of the server's max payload),
+	// within it (raised to twice the server's max payload if that is more),
 	// and so do events taken from the stream but not yet applied, so at
 	// most about 2 × MaxFetchBytes are held.
 	MaxFetchBytes int
