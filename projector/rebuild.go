@@ -209,7 +209,9 @@ func ReadStream(ctx context.Context, js jetstream.JetStream, filter []string) ([
 	}
 	want := info.NumPending
 	var msgs []model.Msg
-	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	// Bounded in bytes, as the projector's fetching is: a stream of large
+	// events does not make this reader a slow consumer.
+	it, err := cons.Messages(jetstream.PullMaxBytes(2 * (int(js.Conn().MaxPayload()) + fetchSlack)))
 	if err != nil {
 		return nil, 0, err
 	}

@@ -131,7 +131,7 @@ func newProjectorPart(logger *slog.Logger, cfg Config, reg prometheus.Registerer
 		return nil, err
 	}
 	proj := projector.New(c.js, c.store, logger.With("component", "projector"), projector.NewMetrics(reg),
-		projector.Config{BatchSize: cfg.BatchSize})
+		projector.Config{BatchSize: cfg.BatchSize, MaxFetchBytes: cfg.MaxFetchBytes})
 	return &projectorPart{clients: c, proj: proj}, nil
 }
 
