@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
+	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector"
 )
 
@@ -48,11 +50,10 @@ func TestDeadletterListNotStored(t *testing.T) {
 	}
 
 	upperHash := strings.Repeat("CD", 32)
-	publishCtl(t, h, events.Subject(events.TypeRenderCreated, ctlRender), ctlEvent(t, "ev-render", events.TypeRenderCreated, map[string]any{}))
-	badSeq := publishCtl(t, h, events.Subject(events.TypeAPIKeyCreated, "key_bad"), ctlEvent(t, "ev-key-bad", events.TypeAPIKeyCreated,
-		map[string]any{"keyId": "key_bad", "keyHash": upperHash, "environment": "live"}))
-	publishCtl(t, h, events.Subject(events.TypeShareCreated, ctlRender), ctlEvent(t, "ev-share", events.TypeShareCreated, shareData("share-1", "link")))
-	ctlWaitFor(t, 15*time.Second, func() error {
+	publishCtl(t, h, eventstest.RenderCreated(ctlProject, ctlRender).WithID("ev-render"))
+	badSeq := publishCtl(t, h, eventstest.APIKeyCreated(ctlProject, "key_bad", "", "live").With("keyHash", upperHash).WithID("ev-key-bad"))
+	publishCtl(t, h, ctlShare("share-1", "link").WithID("ev-share"))
+	polltest.WaitFor(t, 15*time.Second, func() error {
 		l, err := h.store.List(ctx, ctlProject, ctlRender, nil)
 		if err != nil {
 			return err

@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,7 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/events/natstest"
+	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector"
 	"github.com/craftkit/sharesd/projector/readmodel"
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
@@ -76,45 +76,18 @@ func (h *ctlHarness) streamState(t *testing.T, name string) jetstream.StreamStat
 	return s.CachedInfo().State
 }
 
-// ctlWaitFor polls check until it returns nil or timeout passes.
-func ctlWaitFor(t *testing.T, timeout time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
 const (
 	ctlProject = "0b7e3c5a-1d2f-4a6b-8c9d-0e1f2a3b4c5d"
 	ctlRender  = "6c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f"
 )
 
-// ctlEvent is one contract event as a JSON line.
-func ctlEvent(t *testing.T, id string, typ events.Type, data map[string]any) string {
-	t.Helper()
-	m := map[string]any{"id": id, "type": string(typ), "occurredAt": "2026-06-05T10:00:00Z", "projectId": ctlProject, "data": data}
-	if typ.RenderScoped() {
-		m["renderId"] = ctlRender
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+// ctlShare is a share of ctlRender created at 10:05 on channel.
+func ctlShare(id, channel string) eventstest.Event {
+	return eventstest.ShareCreated(ctlProject, ctlRender, id, "2026-06-05T10:05:00Z").With("channel", channel)
 }
 
-func shareData(id, channel string) map[string]any {
-	return map[string]any{"shareId": id, "channel": channel, "recipientEmail": nil, "message": nil,
-		"expiresAt": nil, "createdAt": "2026-06-05T10:05:00Z", "shareToken": "cks_" + id}
-}
+// line is e as a line of `sharesd publish` input.
+func line(e eventstest.Event) string { return string(e.Body()) }
 
 func writeLines(t *testing.T, lines ...string) string {
 	t.Helper()
@@ -128,13 +101,13 @@ func writeLines(t *testing.T, lines ...string) string {
 func TestPublish(t *testing.T) {
 	t.Parallel()
 	h := startCtl(t, false)
-	created := ctlEvent(t, "ev-render", events.TypeRenderCreated, map[string]any{})
+	created := line(eventstest.RenderCreated(ctlProject, ctlRender).WithID("ev-render"))
 	lines := []string{
 		created,
-		ctlEvent(t, "ev-share-1", events.TypeShareCreated, shareData("share-1", "link")),
+		line(ctlShare("share-1", "link").WithID("ev-share-1")),
 		"",
-		ctlEvent(t, "ev-share-2", events.TypeShareCreated, shareData("share-2", "email")),
-		ctlEvent(t, "ev-view-1", events.TypeShareViewed, map[string]any{"shareId": "share-1", "viewedAt": "2026-06-05T11:00:00Z"}),
+		line(ctlShare("share-2", "email").WithID("ev-share-2")),
+		line(eventstest.ShareViewed(ctlProject, ctlRender, "share-1").With("viewedAt", "2026-06-05T11:00:00Z").WithID("ev-view-1")),
 		created, // the same event again: the stream drops it by Nats-Msg-Id
 	}
 
@@ -180,9 +153,9 @@ func TestPublish(t *testing.T) {
 
 	t.Run("bad lines publish nothing", func(t *testing.T) {
 		file := writeLines(t,
-			ctlEvent(t, "ev-share-3", events.TypeShareCreated, shareData("share-3", "link")),
+			line(ctlShare("share-3", "link").WithID("ev-share-3")),
 			"",
-			ctlEvent(t, "ev-share-4", events.TypeShareCreated, shareData("share-4", "sms")),
+			line(ctlShare("share-4", "sms").WithID("ev-share-4")),
 			`{"id": "ev-5", "type": "share.viewed"`,
 		)
 		_, _, err := h.run(t, "", "publish", "-file", file)
@@ -222,10 +195,9 @@ func TestPublishLargeFile(t *testing.T) {
 	t.Parallel()
 	h := startCtl(t, false)
 	lines := make([]string, 0, ctlLargeEvents+1)
-	lines = append(lines, ctlEvent(t, "ev-render", events.TypeRenderCreated, map[string]any{}))
+	lines = append(lines, line(eventstest.RenderCreated(ctlProject, ctlRender).WithID("ev-render")))
 	for i := 1; i < ctlLargeEvents; i++ {
-		lines = append(lines, ctlEvent(t, fmt.Sprintf("ev-view-%d", i), events.TypeShareViewed,
-			map[string]any{"shareId": "share-1", "viewedAt": "2026-06-05T11:00:00Z"}))
+		lines = append(lines, line(eventstest.ShareViewed(ctlProject, ctlRender, "share-1").With("viewedAt", "2026-06-05T11:00:00Z").WithID(fmt.Sprintf("ev-view-%d", i))))
 	}
 	out, _, err := h.run(t, "", "publish", "-file", writeLines(t, lines...))
 	if err != nil {
@@ -274,10 +246,9 @@ func TestKeys(t *testing.T) {
 	if strings.Count(out, key) != 1 || strings.Contains(stderr, key) {
 		t.Fatal("the key must be printed exactly once, on stdout only")
 	}
-	sum := sha256.Sum256([]byte(key))
-	hash := hex.EncodeToString(sum[:])
+	hash := events.KeyHash(key)
 
-	ctlWaitFor(t, 10*time.Second, func() error {
+	polltest.WaitFor(t, 10*time.Second, func() error {
 		k, err := h.store.Key(ctx, hash)
 		if err != nil {
 			return err
@@ -308,7 +279,7 @@ func TestKeys(t *testing.T) {
 		if _, _, err := h.run(t, "", "keys", "revoke", "-project", ctlProject, keyID); err != nil {
 			t.Fatalf("keys revoke: %v", err)
 		}
-		ctlWaitFor(t, 10*time.Second, func() error {
+		polltest.WaitFor(t, 10*time.Second, func() error {
 			k, err := h.store.Key(ctx, hash)
 			if err != nil {
 				return err
@@ -329,9 +300,8 @@ func TestKeys(t *testing.T) {
 		if km == nil || !strings.HasPrefix(km[1], "ck_test_") {
 			t.Fatal("keys create -env test did not print a ck_test_ key")
 		}
-		sum := sha256.Sum256([]byte(km[1]))
-		ctlWaitFor(t, 10*time.Second, func() error {
-			k, err := h.store.Key(ctx, hex.EncodeToString(sum[:]))
+		polltest.WaitFor(t, 10*time.Second, func() error {
+			k, err := h.store.Key(ctx, events.KeyHash(km[1]))
 			if err != nil {
 				return err
 			}
@@ -373,22 +343,22 @@ func TestKeys(t *testing.T) {
 	})
 }
 
-// publishCtl publishes one event line on subject with its id as Nats-Msg-Id,
+// publishCtl publishes e on its subject with its id as Nats-Msg-Id,
 // bypassing validation (to make dead letters), and returns its sequence.
-func publishCtl(t *testing.T, h *ctlHarness, subject, line string) uint64 {
+func publishCtl(t *testing.T, h *ctlHarness, e eventstest.Event) uint64 {
 	t.Helper()
-	return natstest.Publish(t, h.js, subject, []byte(line), eventID([]byte(line)))
+	return natstest.Publish(t, h.js, e.Subject(), e.Body(), e.ID)
 }
 
 func TestStatus(t *testing.T) {
 	t.Parallel()
 	h := startCtl(t, true)
-	publishCtl(t, h, events.Subject(events.TypeRenderCreated, ctlRender), ctlEvent(t, "ev-render", events.TypeRenderCreated, map[string]any{}))
-	publishCtl(t, h, events.Subject(events.TypeShareCreated, ctlRender), ctlEvent(t, "ev-bad", events.TypeShareCreated, shareData("share-1", "fax")))
-	last := publishCtl(t, h, events.Subject(events.TypeShareCreated, ctlRender), ctlEvent(t, "ev-share", events.TypeShareCreated, shareData("share-2", "link")))
+	publishCtl(t, h, eventstest.RenderCreated(ctlProject, ctlRender).WithID("ev-render"))
+	publishCtl(t, h, ctlShare("share-1", "fax").WithID("ev-bad"))
+	last := publishCtl(t, h, ctlShare("share-2", "link").WithID("ev-share"))
 
 	var rep statusReport
-	ctlWaitFor(t, 15*time.Second, func() error {
+	polltest.WaitFor(t, 15*time.Second, func() error {
 		out, _, err := h.run(t, "", "status", "-json")
 		if err != nil {
 			return err
@@ -436,11 +406,10 @@ func TestDeadletter(t *testing.T) {
 	h := startCtl(t, true)
 	ctx := context.Background()
 	upperHash := strings.Repeat("AB", 32) // not lowercase: apikey.created is rejected
-	publishCtl(t, h, events.Subject(events.TypeRenderCreated, ctlRender), ctlEvent(t, "ev-render", events.TypeRenderCreated, map[string]any{}))
-	shareSeq := publishCtl(t, h, events.Subject(events.TypeShareCreated, ctlRender), ctlEvent(t, "ev-share-bad", events.TypeShareCreated, shareData("share-1", "fax")))
-	publishCtl(t, h, events.Subject(events.TypeAPIKeyCreated, "key_bad"), ctlEvent(t, "ev-key-bad", events.TypeAPIKeyCreated,
-		map[string]any{"keyId": "key_bad", "keyHash": upperHash, "environment": "live"}))
-	ctlWaitFor(t, 15*time.Second, func() error {
+	publishCtl(t, h, eventstest.RenderCreated(ctlProject, ctlRender).WithID("ev-render"))
+	shareSeq := publishCtl(t, h, ctlShare("share-1", "fax").WithID("ev-share-bad"))
+	publishCtl(t, h, eventstest.APIKeyCreated(ctlProject, "key_bad", "", "live").With("keyHash", upperHash).WithID("ev-key-bad"))
+	polltest.WaitFor(t, 15*time.Second, func() error {
 		if n := h.streamState(t, events.DeadLetterStream).Msgs; n != 2 {
 			return fmt.Errorf("%d dead letters, want 2", n)
 		}
@@ -499,7 +468,7 @@ func TestDeadletter(t *testing.T) {
 			t.Fatalf("%d dead letters after a refused replay, want 2", n)
 		}
 
-		fixed := writeLines(t, ctlEvent(t, "ev-share-bad", events.TypeShareCreated, shareData("share-1", "link")))
+		fixed := writeLines(t, line(ctlShare("share-1", "link").WithID("ev-share-bad")))
 		out, _, err := h.run(t, "", "deadletter", "replay", "-all", "-file", fixed)
 		if err == nil || !strings.Contains(err.Error(), "1 dead letters kept") {
 			t.Fatalf("replay error = %v, want the still invalid key event reported as kept", err)
@@ -509,7 +478,7 @@ func TestDeadletter(t *testing.T) {
 				t.Fatalf("replay output lacks %q:\n%s", want, out)
 			}
 		}
-		ctlWaitFor(t, 10*time.Second, func() error {
+		polltest.WaitFor(t, 10*time.Second, func() error {
 			l, err := h.store.List(ctx, ctlProject, ctlRender, nil)
 			if err != nil {
 				return err
@@ -530,7 +499,7 @@ func TestDeadletter(t *testing.T) {
 	t.Run("replay original that now decodes", func(t *testing.T) {
 		// A dead letter whose body is valid, as one left by an older
 		// projector with a bug would be.
-		view := ctlEvent(t, "ev-view", events.TypeShareViewed, map[string]any{"shareId": "share-1", "viewedAt": "2026-06-05T11:00:00Z"})
+		view := line(eventstest.ShareViewed(ctlProject, ctlRender, "share-1").With("viewedAt", "2026-06-05T11:00:00Z").WithID("ev-view"))
 		subject := events.Subject(events.TypeShareViewed, ctlRender)
 		msg := nats.NewMsg(events.DeadLetterPre + subject)
 		msg.Data = []byte(view)
@@ -549,7 +518,7 @@ func TestDeadletter(t *testing.T) {
 		if want := `replayed the original event "ev-view"`; !strings.Contains(out, want) {
 			t.Fatalf("replay output lacks %q:\n%s", want, out)
 		}
-		ctlWaitFor(t, 10*time.Second, func() error {
+		polltest.WaitFor(t, 10*time.Second, func() error {
 			l, err := h.store.List(ctx, ctlProject, ctlRender, nil)
 			if err != nil {
 				return err
@@ -585,8 +554,8 @@ func TestPublishProgress(t *testing.T) {
 func TestEventMsgSubject(t *testing.T) {
 	t.Parallel()
 	upper := strings.ToUpper(ctlRender)
-	line := strings.Replace(ctlEvent(t, "ev-1", events.TypeRenderCreated, map[string]any{}), ctlRender, upper, 1)
-	msg, err := eventMsg([]byte(line))
+	sent := strings.Replace(line(eventstest.RenderCreated(ctlProject, ctlRender).WithID("ev-1")), ctlRender, upper, 1)
+	msg, err := eventMsg([]byte(sent))
 	if err != nil {
 		t.Fatal(err)
 	}

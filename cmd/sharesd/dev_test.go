@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/craftkit/sharesd/events/polltest"
 )
 
 var (
@@ -42,14 +44,14 @@ func TestDevWithoutRedisServer(t *testing.T) {
 func devOnce(t *testing.T, dataDir string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stdout := &lockedBuffer{}
+	stdout := &polltest.Buffer{}
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"dev", "-http-addr", "127.0.0.1:0", "-data-dir", dataDir},
 			func(string) string { return "" }, nil, stdout, io.Discard)
 	}()
 	var url, key string
-	waitFor(t, 30*time.Second, func() error {
+	polltest.WaitFor(t, 30*time.Second, func() error {
 		m := curlLine.FindStringSubmatch(stdout.String())
 		if m == nil {
 			return fmt.Errorf("no curl printed yet: %q", stdout.String())

@@ -9,8 +9,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -23,7 +21,9 @@ import (
 	"time"
 
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/events/natstest"
+	"github.com/craftkit/sharesd/events/polltest"
 )
 
 const faultBase = "https://www.craftkit.dev" // the default SHARE_BASE_URL
@@ -91,7 +91,7 @@ func testFaultSIGKILL(t *testing.T, bin string) {
 	pub := f.publishInBackground(t, w.msgs)
 	kills, busy := 0, 0
 	for kills < 20 || !pub.done() {
-		faultPause(t, time.Duration(100+rng.IntN(500))*time.Millisecond)
+		time.Sleep(time.Duration(100+rng.IntN(500)) * time.Millisecond) // the random moment of the kill, not synchronisation
 		head, pos := f.head(t), f.activePos(t)
 		child.kill(t)
 		kills++
@@ -120,7 +120,7 @@ func testFaultNATSRestart(t *testing.T, bin string) {
 	f.publishSetup(t, w)
 	child := f.startProjector(t)
 	pub := f.publishInBackground(t, w.msgs)
-	faultWaitFor(t, 30*time.Second, func() error {
+	polltest.WaitFor(t, 30*time.Second, func() error {
 		if n := pub.sent.Load(); n < int64(len(w.msgs)/2) {
 			return fmt.Errorf("%d of %d published", n, len(w.msgs))
 		}
@@ -133,7 +133,7 @@ func testFaultNATSRestart(t *testing.T, bin string) {
 	pub.wait(t)
 	f.waitCaughtUp(t, child, 60*time.Second)
 	if !strings.Contains(child.out.String(), "nats reconnected") {
-		t.Errorf("the projector's log does not mention reconnecting to NATS:\n%s", child.out.tail(20))
+		t.Errorf("the projector's log does not mention reconnecting to NATS:\n%s", child.out.Tail(20))
 	}
 	f.checkExact(t, w)
 }
@@ -152,7 +152,7 @@ func testFaultRedisRestart(t *testing.T, bin string) {
 	readers := startFaultReaders(t, apiChild.waitAddr(t), w, w.renders[:10], 3)
 
 	pub := f.publishInBackground(t, w.msgs)
-	faultWaitFor(t, 30*time.Second, func() error {
+	polltest.WaitFor(t, 30*time.Second, func() error {
 		if n := pub.sent.Load(); n < int64(len(w.msgs)/3) {
 			return fmt.Errorf("%d of %d published", n, len(w.msgs))
 		}
@@ -162,7 +162,7 @@ func testFaultRedisRestart(t *testing.T, bin string) {
 	f.redis.Restart(t)
 	pub.wait(t)
 	f.waitCaughtUp(t, child, 60*time.Second)
-	faultWaitFor(t, 10*time.Second, func() error { // the API has seen the rebuilt model
+	polltest.WaitFor(t, 10*time.Second, func() error { // the API has seen the rebuilt model
 		if n := readers.count(); n < before+100 {
 			return fmt.Errorf("%d reads since the restart, want 100", n-before)
 		}
@@ -170,7 +170,7 @@ func testFaultRedisRestart(t *testing.T, bin string) {
 	})
 	readers.stop(t)
 	if !strings.Contains(child.out.String(), "READ MODEL VANISHED") && !strings.Contains(child.out.String(), "no active generation") {
-		t.Errorf("the projector did not log that it rebuilds the vanished read model:\n%s", child.out.tail(30))
+		t.Errorf("the projector did not log that it rebuilds the vanished read model:\n%s", child.out.Tail(30))
 	}
 	if n := readers.statuses[http.StatusServiceUnavailable]; n == 0 {
 		t.Logf("no read hit the rebuild window (statuses %v)", readers.statuses)
@@ -248,7 +248,7 @@ func testFaultDuplicateAfterWindow(t *testing.T, bin string) {
 	view := w.view(render, share, "view-once")
 	first := f.publishOne(t, view, "view-once")
 	published := time.Now()
-	faultWaitFor(t, 5*time.Second, func() error {
+	polltest.WaitFor(t, 5*time.Second, func() error {
 		if d := time.Since(published); d < 400*time.Millisecond {
 			return fmt.Errorf("only %v since the first copy, want twice the 200ms window", d)
 		}
@@ -277,7 +277,7 @@ func testFaultSIGTERM(t *testing.T, bin string) {
 	child := f.startServe(t)
 	f.waitCaughtUp(t, child, 30*time.Second)
 	pub := f.publishInBackground(t, w.msgs)
-	faultWaitFor(t, 30*time.Second, func() error {
+	polltest.WaitFor(t, 30*time.Second, func() error {
 		if pos := f.activePos(t); pos < f.setupSeq+uint64(len(w.msgs)/4) {
 			return fmt.Errorf("the projector saved %d, want a quarter of the events applied", pos)
 		}
@@ -285,12 +285,12 @@ func testFaultSIGTERM(t *testing.T, bin string) {
 	})
 	took, err := child.term(t)
 	if err != nil {
-		t.Fatalf("after SIGTERM: %v, want exit status 0\n%s", err, child.out.tail(20))
+		t.Fatalf("after SIGTERM: %v, want exit status 0\n%s", err, child.out.Tail(20))
 	}
 	if took > 10*time.Second {
 		t.Errorf("exited %v after SIGTERM, want within 10s", took)
 	}
-	pos, applied := f.activePos(t), f.maxRenderSeq(t)
+	pos, applied := f.activePos(t), f.maxRenderSeq(t, w)
 	if pos != applied {
 		t.Errorf("saved position %d, but the last event applied is at seq %d", pos, applied)
 	}
@@ -313,7 +313,7 @@ func testFaultSIGTERMRedisPaused(t *testing.T, bin string) {
 	child := f.startServe(t)
 	f.waitCaughtUp(t, child, 30*time.Second)
 	pub := f.publishInBackground(t, w.msgs)
-	faultWaitFor(t, 30*time.Second, func() error {
+	polltest.WaitFor(t, 30*time.Second, func() error {
 		if pos := f.activePos(t); pos < f.setupSeq+uint64(len(w.msgs)/10) {
 			return fmt.Errorf("the projector saved %d, want a tenth of the events applied", pos)
 		}
@@ -326,12 +326,15 @@ func testFaultSIGTERMRedisPaused(t *testing.T, bin string) {
 			f.redis.Resume(t)
 		}
 	}()
-	faultPause(t, 200*time.Millisecond) // a write is now waiting for Redis
+	// Give the projector's next write the time to reach the paused Redis:
+	// the moment of the fault, not synchronisation (the checks below hold
+	// whether or not a write is waiting).
+	time.Sleep(200 * time.Millisecond)
 	took, err := child.term(t)
 	f.redis.Resume(t)
 	resumed = true
 	if err != nil {
-		t.Fatalf("after SIGTERM: %v, want exit status 0\n%s", err, child.out.tail(20))
+		t.Fatalf("after SIGTERM: %v, want exit status 0\n%s", err, child.out.Tail(20))
 	}
 	if took > 10*time.Second {
 		t.Errorf("exited %v after SIGTERM with Redis paused, want within 10s", took.Round(time.Millisecond))
@@ -365,36 +368,22 @@ type faultWork struct {
 // keyOf is the key of render's project.
 func (w *faultWork) keyOf(render string) string { return w.keys[w.renderProject[render]] }
 
-func faultUUID(rng *rand.Rand) string {
-	var b [16]byte
-	for i := range b {
-		b[i] = byte(rng.UintN(256))
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
-
 func newFaultWork(seed uint64, projects, renders, sharesPer, n int) *faultWork {
 	rng := rand.New(rand.NewPCG(seed, 0xfa017))
 	w := &faultWork{renderProject: map[string]string{}, shares: map[string][]string{}, keys: map[string]string{}}
 	for i := range projects {
-		p := faultUUID(rng)
+		p := eventstest.SeededUUID(rng)
 		w.projects = append(w.projects, p)
 		w.keys[p] = fmt.Sprintf("ck_live_fault_%d_%d", seed, i)
-		sum := sha256.Sum256([]byte(w.keys[p]))
 		keyID := fmt.Sprintf("key_%d_%d", seed, i)
-		w.setup = append(w.setup, faultMsg{subject: events.Subject(events.TypeAPIKeyCreated, keyID), msgID: "setup-" + keyID,
-			data: fmt.Appendf(nil, `{"id":"setup-%s","type":"apikey.created","occurredAt":"2026-06-05T10:00:00Z","projectId":"%s","data":{"keyId":"%s","keyHash":"%s","environment":"live"}}`,
-				keyID, p, keyID, hex.EncodeToString(sum[:]))})
+		w.setup = append(w.setup, faultMsgOf(eventstest.APIKeyCreated(p, keyID, w.keys[p], "live").WithID("setup-"+keyID)))
 	}
 	var all [][2]string // (render, share)
 	for i := range renders {
-		r := faultUUID(rng)
+		r := eventstest.SeededUUID(rng)
 		w.renders = append(w.renders, r)
 		w.renderProject[r] = w.projects[i%projects]
-		w.setup = append(w.setup, w.event(r, events.TypeRenderCreated, "setup-render-"+r, `{}`))
+		w.setup = append(w.setup, faultMsgOf(eventstest.RenderCreated(w.renderProject[r], r).WithID("setup-render-"+r)))
 		for j := range sharesPer {
 			s := fmt.Sprintf("share-%d-%d", i, j)
 			w.shares[r] = append(w.shares[r], s)
@@ -421,8 +410,8 @@ func newFaultWork(seed uint64, projects, renders, sharesPer, n int) *faultWork {
 	for _, rs := range all {
 		place(w.created(rs[0], rs[1], rng), n*6/10)
 		if rng.IntN(6) == 0 {
-			place(w.event(rs[0], events.TypeShareRevoked, fmt.Sprintf("revoke-%s-%s", rs[0], rs[1]),
-				fmt.Sprintf(`{"shareId":"%s","revokedAt":"2026-06-05T13:00:00.123456Z","reason":"revoked_by_partner"}`, rs[1])), n)
+			place(faultMsgOf(eventstest.ShareRevoked(w.renderProject[rs[0]], rs[0], rs[1], "2026-06-05T13:00:00.123456Z", "revoked_by_partner").
+				WithID(fmt.Sprintf("revoke-%s-%s", rs[0], rs[1]))), n)
 		}
 	}
 	for i := 0; i < 12; i++ {
@@ -450,20 +439,19 @@ func newFaultWork(seed uint64, projects, renders, sharesPer, n int) *faultWork {
 	return w
 }
 
-func (w *faultWork) event(render string, typ events.Type, id, data string) faultMsg {
-	return faultMsg{subject: events.Subject(typ, render), msgID: id,
-		data: fmt.Appendf(nil, `{"id":"%s","type":"%s","occurredAt":"2026-06-05T10:00:00Z","projectId":"%s","renderId":"%s","data":%s}`,
-			id, typ, w.renderProject[render], render, data)}
+// faultMsgOf is e ready to publish, with its id as Nats-Msg-Id.
+func faultMsgOf(e eventstest.Event) faultMsg {
+	return faultMsg{subject: e.Subject(), msgID: e.ID, data: e.Body()}
 }
 
 func (w *faultWork) view(render, share, id string) faultMsg {
-	return w.event(render, events.TypeShareViewed, id, fmt.Sprintf(`{"shareId":"%s","viewedAt":"2026-06-05T12:00:00Z"}`, share))
+	return faultMsgOf(eventstest.ShareViewed(w.renderProject[render], render, share).WithID(id))
 }
 
 func (w *faultWork) created(render, share string, rng *rand.Rand) faultMsg {
-	return w.event(render, events.TypeShareCreated, "create-"+render+"-"+share, fmt.Sprintf(
-		`{"shareId":"%s","channel":"link","recipientEmail":null,"message":"for %s","expiresAt":null,"createdAt":"2026-06-05T10:%02d:%02d.%06dZ","shareToken":"cks_%s"}`,
-		share, share, rng.IntN(60), rng.IntN(60), rng.IntN(1e6), share))
+	at := fmt.Sprintf("2026-06-05T10:%02d:%02d.%06dZ", rng.IntN(60), rng.IntN(60), rng.IntN(1e6))
+	return faultMsgOf(eventstest.ShareCreated(w.renderProject[render], render, share, at).
+		With("message", "for "+share).WithID("create-" + render + "-" + share))
 }
 
 // bad is a malformed event of kind i%6: each is dead-lettered, never applied.
@@ -479,7 +467,7 @@ func (w *faultWork) bad(render, share string, i int) faultMsg {
 	case 3:
 		m.data = bytes.Replace(m.data, []byte(w.renderProject[render]), []byte("not-a-uuid"), 1)
 	case 4:
-		m.data = bytes.Replace(m.data, []byte(`"2026-06-05T12:00:00Z"}`), []byte(`"yesterday"}`), 1)
+		m.data = bytes.Replace(m.data, []byte(`"`+eventstest.ViewedAt+`"}`), []byte(`"yesterday"}`), 1)
 	case 5:
 		m.data = append(bytes.TrimSuffix(m.data, []byte("}")), fmt.Sprintf(`,"pad":"%s"}`, strings.Repeat("x", events.MaxSize))...)
 	}

@@ -6,7 +6,6 @@ package main
 // starts with fault, so it cannot clash with other tests of the package.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/events/natstest"
+	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector"
 	"github.com/craftkit/sharesd/projector/readmodel"
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
@@ -49,15 +49,7 @@ type faultEnv struct {
 func newFaultEnv(t *testing.T, bin string) *faultEnv {
 	t.Helper()
 	ns := natstest.StartServer(t, t.TempDir())
-	nc, err := nats.Connect(ns.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(5*time.Second), jetstream.WithPublishAsyncMaxPending(2000))
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.Connect(t, ns, jetstream.WithPublishAsyncTimeout(5*time.Second), jetstream.WithPublishAsyncMaxPending(2000))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := projector.EnsureStreams(ctx, js); err != nil {
@@ -103,10 +95,16 @@ func (f *faultEnv) activePos(t testing.TB) uint64 {
 	return ctl.Pos[ctl.Active]
 }
 
-// dropLease deletes the projector lease of a process that was killed.
+// dropLease frees the projector lease of a process that was killed, as a
+// supervisor that knows its holder is dead would.
 func (f *faultEnv) dropLease(t testing.TB) {
 	t.Helper()
-	if err := f.redis.Client(t).Del(context.Background(), "sharesd:{meta}:lease").Err(); err != nil {
+	ctx := context.Background()
+	token, err := f.store.LeaseHolder(ctx)
+	if err == nil {
+		err = f.store.ReleaseLease(ctx, token)
+	}
+	if err != nil {
 		t.Fatalf("drop lease: %v", err)
 	}
 }
@@ -116,7 +114,7 @@ func (f *faultEnv) dropLease(t testing.TB) {
 // going idle), failing early if the projector's process is gone.
 func (f *faultEnv) waitCaughtUp(t testing.TB, proc faultProc, timeout time.Duration) {
 	t.Helper()
-	faultWaitFor(t, timeout, func() error {
+	polltest.WaitFor(t, timeout, func() error {
 		if err := proc.alive(); err != nil {
 			t.Fatal(err)
 		}
@@ -132,27 +130,18 @@ func (f *faultEnv) waitCaughtUp(t testing.TB, proc faultProc, timeout time.Durat
 	})
 }
 
-// maxRenderSeq is the highest stream sequence applied to any render of the
-// active generation, read from the renders' own guards.
-func (f *faultEnv) maxRenderSeq(t testing.TB) uint64 {
+// maxRenderSeq is the highest stream sequence applied to any of w's
+// renders in the active generation, read from the renders' own guards
+// (List's Seq).
+func (f *faultEnv) maxRenderSeq(t testing.TB, w *faultWork) uint64 {
 	t.Helper()
-	ctx := context.Background()
-	ctl, err := f.store.ReadControl(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := f.redis.Client(t)
 	var top uint64
-	it := rdb.Scan(ctx, 0, "sharesd:"+ctl.Active+":{*}:render", 1000).Iterator()
-	for it.Next(ctx) {
-		seq, err := rdb.HGet(ctx, it.Val(), "seq").Uint64()
+	for _, r := range w.renders {
+		l, err := f.store.List(context.Background(), w.renderProject[r], r, nil)
 		if err != nil {
-			t.Fatalf("seq of %s: %v", it.Val(), err)
+			t.Fatalf("list %s: %v", r, err)
 		}
-		top = max(top, seq)
-	}
-	if err := it.Err(); err != nil {
-		t.Fatal(err)
+		top = max(top, l.Seq)
 	}
 	return top
 }
@@ -203,7 +192,7 @@ func (f *faultEnv) checkExact(t *testing.T, w *faultWork) {
 func (f *faultEnv) checkOnlyActiveGeneration(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
-	faultWaitFor(t, 15*time.Second, func() error {
+	polltest.WaitFor(t, 15*time.Second, func() error {
 		ctl, err := f.store.ReadControl(ctx)
 		if err != nil {
 			return err
@@ -332,7 +321,7 @@ func faultPublishAll(js jetstream.JetStream, msgs []faultMsg, sent *atomic.Int64
 // faultChild is one sharesd child process.
 type faultChild struct {
 	cmd      *exec.Cmd
-	out      *faultBuffer
+	out      *polltest.Buffer
 	finished chan struct{}
 	err      error // set when finished is closed
 }
@@ -341,7 +330,7 @@ func startFaultChild(t *testing.T, bin string, env []string, args ...string) *fa
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	c := &faultChild{cmd: cmd, out: &faultBuffer{}, finished: make(chan struct{})}
+	c := &faultChild{cmd: cmd, out: &polltest.Buffer{}, finished: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = c.out, c.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start sharesd: %v", err)
@@ -354,7 +343,7 @@ func startFaultChild(t *testing.T, bin string, env []string, args ...string) *fa
 		_ = cmd.Process.Kill()
 		<-c.finished
 		if t.Failed() {
-			t.Logf("sharesd %s (pid %d) log tail:\n%s", args[0], cmd.Process.Pid, c.out.tail(15))
+			t.Logf("sharesd %s (pid %d) log tail:\n%s", args[0], cmd.Process.Pid, c.out.Tail(15))
 		}
 	})
 	return c
@@ -368,7 +357,7 @@ type faultProc interface {
 
 func (c *faultChild) alive() error {
 	if c.exited() {
-		return fmt.Errorf("sharesd exited: %v\n%s", c.err, c.out.tail(30))
+		return fmt.Errorf("sharesd exited: %v\n%s", c.err, c.out.Tail(30))
 	}
 	return nil
 }
@@ -402,7 +391,7 @@ func (c *faultChild) term(t testing.TB) (time.Duration, error) {
 	select {
 	case <-c.finished:
 	case <-time.After(20 * time.Second):
-		t.Fatalf("still running 20s after SIGTERM\n%s", c.out.tail(20))
+		t.Fatalf("still running 20s after SIGTERM\n%s", c.out.Tail(20))
 	}
 	return time.Since(start), c.err
 }
@@ -416,14 +405,14 @@ func (c *faultChild) waitAddr(t testing.TB) string {
 
 // faultWaitAddr waits for the "listening" line of a JSON log and returns
 // the address it names.
-func faultWaitAddr(t testing.TB, proc faultProc, out *faultBuffer) string {
+func faultWaitAddr(t testing.TB, proc faultProc, out *polltest.Buffer) string {
 	t.Helper()
 	var addr string
-	faultWaitFor(t, 15*time.Second, func() error {
+	polltest.WaitFor(t, 15*time.Second, func() error {
 		if err := proc.alive(); err != nil {
 			t.Fatal(err)
 		}
-		for _, line := range out.lines() {
+		for _, line := range out.Lines() {
 			var l struct{ Msg, Addr string }
 			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "listening" && l.Addr != "" {
 				addr = l.Addr
@@ -433,69 +422,6 @@ func faultWaitAddr(t testing.TB, proc faultProc, out *faultBuffer) string {
 		return errors.New("no \"listening\" log line yet")
 	})
 	return addr
-}
-
-// faultBuffer collects a child's output for the test to read while the
-// child writes it.
-type faultBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *faultBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *faultBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *faultBuffer) lines() []string {
-	var out []string
-	sc := bufio.NewScanner(strings.NewReader(b.String()))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		out = append(out, sc.Text())
-	}
-	return out
-}
-
-func (b *faultBuffer) tail(n int) string {
-	l := b.lines()
-	return strings.Join(l[max(0, len(l)-n):], "\n")
-}
-
-// faultWaitFor calls f every 10ms until it returns nil, and fails the test
-// with f's last error when timeout passes first.
-func faultWaitFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
-}
-
-// faultPause waits d: the random moment of a fault, not synchronisation.
-func faultPause(t testing.TB, d time.Duration) {
-	t.Helper()
-	start := time.Now()
-	faultWaitFor(t, d+time.Second, func() error {
-		if time.Since(start) < d {
-			return errors.New("not yet")
-		}
-		return nil
-	})
 }
 
 // faultShare is a row of the API's list.
@@ -650,7 +576,7 @@ func faultMonotonic(reads []faultRead) error {
 // faultServe is `sharesd serve|projector|api` running in process.
 type faultServe struct {
 	addr   string
-	logs   *faultBuffer
+	logs   *polltest.Buffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -659,7 +585,7 @@ func (s *faultServe) alive() error {
 	select {
 	case err := <-s.done:
 		s.done <- err // keep it for the cleanup
-		return fmt.Errorf("sharesd returned %v\n%s", err, faultTail(s.logs.String(), 30))
+		return fmt.Errorf("sharesd returned %v\n%s", err, s.logs.Tail(30))
 	default:
 		return nil
 	}
@@ -677,7 +603,7 @@ func (f *faultEnv) getenv(extra map[string]string) func(string) string {
 func (f *faultEnv) serveInProcess(t *testing.T, sub string, extra map[string]string) *faultServe {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &faultServe{logs: &faultBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	s := &faultServe{logs: &polltest.Buffer{}, cancel: cancel, done: make(chan error, 1)}
 	go func() {
 		s.done <- run(ctx, []string{sub, "-http-addr", "127.0.0.1:0"}, f.getenv(extra), strings.NewReader(""), s.logs, s.logs)
 	}()
@@ -692,7 +618,7 @@ func (f *faultEnv) serveInProcess(t *testing.T, sub string, extra map[string]str
 			t.Errorf("sharesd %s did not return within 15s of its context ending", sub)
 		}
 		if t.Failed() {
-			t.Logf("sharesd %s log tail:\n%s", sub, faultTail(s.logs.String(), 15))
+			t.Logf("sharesd %s log tail:\n%s", sub, s.logs.Tail(15))
 		}
 	})
 	s.addr = faultWaitAddr(t, s, s.logs)
@@ -782,9 +708,4 @@ func (w *faultWork) plus(n int) *faultWork {
 	c := *w
 	c.views += n
 	return &c
-}
-
-func faultTail(s string, n int) string {
-	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(l[max(0, len(l)-n):], "\n")
 }

@@ -11,11 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/events/natstest"
+	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector/readmodel"
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
 )
@@ -46,22 +44,14 @@ func TestReadyzProjectorStalled(t *testing.T) {
 	rs := redistest.Start(t)
 	const stall = 2 * time.Second
 	p := startProcess(t, map[string]string{"NATS_URL": ns.ClientURL(), "REDIS_URL": rs.URL, "READY_STALL": stall.String()}, "serve")
-	waitFor(t, 10*time.Second, func() error {
+	polltest.WaitFor(t, 10*time.Second, func() error {
 		if status, b, _, err := readyz(p); err != nil || status != http.StatusOK {
 			return fmt.Errorf("/readyz = %d %+v, %v", status, b, err)
 		}
 		return nil
 	})
 
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.Connect(t, ns)
 	rdb := rs.Client(t)
 	ctx := context.Background()
 	if err := rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
@@ -69,15 +59,14 @@ func TestReadyzProjectorStalled(t *testing.T) {
 	}
 	var last uint64
 	for i := range 5 {
-		render := fmt.Sprintf("00000000-0000-4000-8000-%012d", i)
-		ev := fmt.Sprintf(`{"id":"stall-%d","type":"render.created","occurredAt":"2026-06-05T12:00:00Z","projectId":%q,"renderId":%q,"data":{}}`, i, demoProject, render)
-		last = natstest.Publish(t, js, events.Subject(events.TypeRenderCreated, render), []byte(ev), "")
+		ev := eventstest.RenderCreated(demoProject, eventstest.UUID(i)).WithID(fmt.Sprintf("stall-%d", i))
+		last = natstest.Publish(t, js, ev.Subject(), ev.Body(), "")
 	}
 	published := time.Now()
 
 	// Ready for the bound, then stalled.
 	var body string
-	waitFor(t, stall+10*time.Second, func() error {
+	polltest.WaitFor(t, stall+10*time.Second, func() error {
 		status, b, raw, err := readyz(p)
 		if err != nil {
 			return err
@@ -109,13 +98,13 @@ func TestReadyzProjectorStalled(t *testing.T) {
 	if err := rdb.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 20*time.Second, func() error {
+	polltest.WaitFor(t, 20*time.Second, func() error {
 		if status, _, raw, err := readyz(p); err != nil || status != http.StatusOK {
 			return fmt.Errorf("/readyz = %d %s, %v", status, raw, err)
 		}
 		return nil
 	})
-	waitFor(t, 10*time.Second, func() error {
+	polltest.WaitFor(t, 10*time.Second, func() error {
 		ctl, err := readmodel.New(rdb, time.Hour).ReadControl(ctx)
 		if pos := ctl.Pos[ctl.Active]; err != nil || pos < last {
 			return fmt.Errorf("position %d (%v), want the published events (up to %d) applied", pos, err, last)
@@ -148,7 +137,7 @@ func TestReadyzRedisUnreachable(t *testing.T) {
 					t.Errorf("/readyz body %s contains %q", raw, leak)
 				}
 			}
-			waitFor(t, 5*time.Second, func() error {
+			polltest.WaitFor(t, 5*time.Second, func() error {
 				if !strings.Contains(p.stderr.String(), `"msg":"not ready"`) || !strings.Contains(p.stderr.String(), host) {
 					return fmt.Errorf("the cause is not logged:\n%s", p.stderr)
 				}

@@ -15,11 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/events/natstest"
+	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector"
 	"github.com/craftkit/sharesd/projector/readmodel"
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
@@ -44,7 +42,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 	live := f.publishLive(t, w, w.renders)
 	stdout, stderr, err := f.run(t, context.Background(), nil, "rebuild")
 	if err != nil {
-		t.Fatalf("rebuild: %v\n%s", err, faultTail(stderr, 20))
+		t.Fatalf("rebuild: %v\n%s", err, polltest.Tail(stderr, 20))
 	}
 	live.stop(t)
 	f.waitCaughtUp(t, srv, 60*time.Second)
@@ -58,7 +56,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 		t.Errorf("rebuild printed %q, want %q", stdout, want)
 	}
 	if !strings.Contains(stderr, `"msg":"rebuild progress"`) || !strings.Contains(stderr, `"events_per_s"`) || !strings.Contains(stderr, `"eta"`) {
-		t.Errorf("rebuild logged no progress with a rate and an ETA:\n%s", faultTail(stderr, 10))
+		t.Errorf("rebuild logged no progress with a rate and an ETA:\n%s", polltest.Tail(stderr, 10))
 	}
 	f.waitGenGone(t, old)
 	t.Logf("rebuilt while %d live views arrived", live.views.Load())
@@ -91,7 +89,7 @@ func TestRebuildRenderUnderLoad(t *testing.T) {
 
 	readers := startFaultReaders(t, srv.addr, w, []string{target}, 2)
 	live := f.publishLive(t, w, []string{target})
-	faultWaitFor(t, 10*time.Second, func() error { // the render is busy
+	polltest.WaitFor(t, 10*time.Second, func() error { // the render is busy
 		if n := live.views.Load(); n < 200 {
 			return fmt.Errorf("%d live views so far", n)
 		}
@@ -99,9 +97,9 @@ func TestRebuildRenderUnderLoad(t *testing.T) {
 	})
 	stdout, stderr, err := f.run(t, context.Background(), nil, "rebuild", "-render", target)
 	if err != nil {
-		t.Fatalf("rebuild -render: %v\n%s", err, faultTail(stderr, 20))
+		t.Fatalf("rebuild -render: %v\n%s", err, polltest.Tail(stderr, 20))
 	}
-	faultWaitFor(t, 10*time.Second, func() error { // and stays busy after the swap
+	polltest.WaitFor(t, 10*time.Second, func() error { // and stays busy after the swap
 		if n := readers.count(); n < 50 {
 			return fmt.Errorf("%d reads", n)
 		}
@@ -133,15 +131,7 @@ func TestRebuildRenderUnderLoad(t *testing.T) {
 func TestRebuildTruncatedStream(t *testing.T) {
 	t.Parallel()
 	ns := natstest.StartServer(t, "")
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.Connect(t, ns)
 	cfg := projector.StreamConfig()
 	cfg.MaxMsgs = 5
 	if _, err := js.CreateStream(context.Background(), cfg); err != nil {
@@ -153,7 +143,7 @@ func TestRebuildTruncatedStream(t *testing.T) {
 	}
 	rs := redistest.Start(t)
 	f := &faultEnv{ns: ns, nc: nc, js: js, redis: rs, store: readmodel.New(rs.Client(t), 0)}
-	_, _, err = f.run(t, context.Background(), nil, "rebuild")
+	_, _, err := f.run(t, context.Background(), nil, "rebuild")
 	if err == nil {
 		t.Fatal("rebuild of a stream starting at sequence 6 succeeded, want an error")
 	}
@@ -192,7 +182,7 @@ func TestRebuildInterruptedResumes(t *testing.T) {
 		done <- result{o, e, err}
 	}()
 	var gen string
-	faultWaitFor(t, 30*time.Second, func() error {
+	polltest.WaitFor(t, 30*time.Second, func() error {
 		select {
 		case r := <-done:
 			t.Fatalf("rebuild ended before it could be interrupted: %v\n%s", r.err, r.stdout)
@@ -218,7 +208,7 @@ func TestRebuildInterruptedResumes(t *testing.T) {
 
 	stdout, stderr, err := f.run(t, context.Background(), nil, "rebuild")
 	if err != nil {
-		t.Fatalf("second rebuild: %v\n%s", err, faultTail(stderr, 20))
+		t.Fatalf("second rebuild: %v\n%s", err, polltest.Tail(stderr, 20))
 	}
 	if want := "generation " + gen + " rebuilt and active"; !strings.Contains(stdout, want) {
 		t.Errorf("second rebuild printed %q, want %q (the same generation, resumed)", stdout, want)
@@ -274,15 +264,7 @@ func TestStartupWarnings(t *testing.T) {
 	t.Run("unsafe", func(t *testing.T) {
 		t.Parallel()
 		ns := natstest.StartServer(t, "")
-		nc, err := nats.Connect(ns.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		nc, js := natstest.Connect(t, ns)
 		cfg := projector.StreamConfig()
 		cfg.MaxAge = 30 * 24 * time.Hour
 		if _, err := js.CreateStream(context.Background(), cfg); err != nil {
@@ -291,7 +273,7 @@ func TestStartupWarnings(t *testing.T) {
 		rs := redistest.Start(t, "--maxmemory-policy", "allkeys-lru")
 		f := &faultEnv{ns: ns, nc: nc, js: js, redis: rs, store: readmodel.New(rs.Client(t), 0)}
 		srv := f.serveInProcess(t, "projector", nil)
-		faultWaitFor(t, 15*time.Second, func() error {
+		polltest.WaitFor(t, 15*time.Second, func() error {
 			if err := srv.alive(); err != nil {
 				t.Fatal(err)
 			}
@@ -312,7 +294,7 @@ func TestStartupWarnings(t *testing.T) {
 		logs := srv.logs.String()
 		for _, unwanted := range []string{"stream can lose history", "can evict"} {
 			if strings.Contains(logs, unwanted) {
-				t.Errorf("the logs of a safe set-up say %q:\n%s", unwanted, faultTail(logs, 20))
+				t.Errorf("the logs of a safe set-up say %q:\n%s", unwanted, polltest.Tail(logs, 20))
 			}
 		}
 	})
@@ -341,7 +323,7 @@ func TestStreamWentBackwards(t *testing.T) {
 	w := newFaultWork(17, 1, 10, 2, 500)
 	f.publishSetup(t, w)
 	f.publishAll(t, w.msgs)
-	faultWaitFor(t, 30*time.Second, func() error {
+	polltest.WaitFor(t, 30*time.Second, func() error {
 		if err := srv.alive(); err != nil {
 			t.Fatal(err)
 		}
@@ -369,18 +351,15 @@ func TestStreamWentBackwards(t *testing.T) {
 func (f *faultEnv) addClicks(t testing.TB, render, share string, n int64) {
 	t.Helper()
 	ctx := context.Background()
-	rdb, gen := f.redis.Client(t), f.control(t).Active
-	var key string
-	it := rdb.Scan(ctx, 0, "sharesd:*:{"+render+"}:clicks", 1000).Iterator()
-	for it.Next(ctx) {
-		if strings.HasPrefix(it.Val(), "sharesd:"+gen+":") {
-			key = it.Val()
-		}
+	gen := f.control(t).Active
+	keys, err := f.store.RenderKeys(ctx, gen, render)
+	key := keys["clicks"]
+	if err != nil || key == "" {
+		t.Fatalf("no clicks key of render %s in generation %s (%v)", render, gen, err)
 	}
-	if err := it.Err(); err != nil || key == "" {
-		t.Fatalf("no clicks key of render %s in generation %s (scan error %v)", render, gen, err)
-	}
-	if err := rdb.HIncrBy(ctx, key, share, n).Err(); err != nil {
+	// The counter is written behind the projector's back, on the key
+	// readmodel names.
+	if err := f.redis.Client(t).HIncrBy(ctx, key, share, n).Err(); err != nil {
 		t.Fatalf("HINCRBY %s: %v", key, err)
 	}
 }
@@ -406,7 +385,7 @@ func (f *faultEnv) snapshot(t testing.TB, w *faultWork, render string) string {
 // waitGenGone waits until no key of generation gen is left.
 func (f *faultEnv) waitGenGone(t testing.TB, gen string) {
 	t.Helper()
-	faultWaitFor(t, 20*time.Second, func() error {
+	polltest.WaitFor(t, 20*time.Second, func() error {
 		gens, err := f.store.Generations(context.Background())
 		if err != nil {
 			return err
@@ -434,6 +413,6 @@ func faultFirstProgress(t testing.TB, logs string) uint64 {
 			return l.Done
 		}
 	}
-	t.Fatalf("no rebuild progress in the logs:\n%s", faultTail(logs, 10))
+	t.Fatalf("no rebuild progress in the logs:\n%s", polltest.Tail(logs, 10))
 	return 0
 }

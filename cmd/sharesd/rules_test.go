@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 )
 
 // TestShareBaseURL: SHARE_BASE_URL follows project.updated's rule,
@@ -56,7 +57,7 @@ func TestShareBaseURL(t *testing.T) {
 func TestEventMsgOnePass(t *testing.T) {
 	t.Parallel()
 	const other = "11111111-2222-4333-8444-555555555555"
-	viewed := ctlEvent(t, "ev-1", events.TypeShareViewed, map[string]any{"shareId": "s1", "viewedAt": "2026-06-05T10:00:00Z"})
+	viewed := line(eventstest.ShareViewed(ctlProject, ctlRender, "s1").With("viewedAt", "2026-06-05T10:00:00Z").WithID("ev-1"))
 	// member adds a member after every other: encoding/json kept the last
 	// of the names that match a field in any case.
 	member := func(name, value string) string {
@@ -103,9 +104,7 @@ func TestDemoKey(t *testing.T) {
 }
 
 func BenchmarkEventMsg(b *testing.B) {
-	line := []byte(`{"id":"ev-1","type":"share.created","occurredAt":"2026-06-05T10:00:00Z","projectId":"` + ctlProject +
-		`","renderId":"` + ctlRender + `","data":{"shareId":"s1","channel":"email","recipientEmail":"ada@example.com",` +
-		`"message":null,"expiresAt":null,"createdAt":"2026-06-05T10:05:00Z","shareToken":"cks_s1"}}`)
+	line := ctlShare("s1", "email").With("recipientEmail", "ada@example.com").WithID("ev-1").Body()
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := eventMsg(line); err != nil {

@@ -7,8 +7,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,55 +16,15 @@ import (
 	"net/http/httptrace"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/events/natstest"
+	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
 )
-
-// lockedBuffer is a bytes.Buffer that run's goroutines and the test can
-// use at the same time.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor calls f every 20ms until it returns nil, and fails the test with
-// f's last error once timeout has passed.
-func waitFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		<-tick.C
-	}
-}
 
 // freeAddr is a loopback address whose port was free a moment ago: the
 // -http-addr of a sharesdProc under test, known before it starts.
@@ -83,8 +41,8 @@ func freeAddr(t testing.TB) string {
 // sharesdProc is one `sharesd <subcommand>` running in the test through run.
 type sharesdProc struct {
 	addr   string // its HTTP_ADDR
-	stdout *lockedBuffer
-	stderr *lockedBuffer
+	stdout *polltest.Buffer
+	stderr *polltest.Buffer
 	cancel context.CancelFunc
 	done   chan error // run's result
 }
@@ -98,7 +56,7 @@ func startProcess(t testing.TB, vars map[string]string, args ...string) *sharesd
 		env[k] = v
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &sharesdProc{addr: env["HTTP_ADDR"], stdout: new(lockedBuffer), stderr: new(lockedBuffer), cancel: cancel, done: make(chan error, 1)}
+	p := &sharesdProc{addr: env["HTTP_ADDR"], stdout: new(polltest.Buffer), stderr: new(polltest.Buffer), cancel: cancel, done: make(chan error, 1)}
 	go func() {
 		p.done <- run(ctx, args, func(k string) string { return env[k] }, strings.NewReader(""), p.stdout, p.stderr)
 	}()
@@ -113,7 +71,7 @@ func startProcess(t testing.TB, vars map[string]string, args ...string) *sharesd
 			t.Logf("sharesd %s stderr:\n%s", args[0], p.stderr)
 		}
 	})
-	waitFor(t, 10*time.Second, func() error {
+	polltest.WaitFor(t, 10*time.Second, func() error {
 		select {
 		case err := <-p.done:
 			p.done <- err
@@ -236,8 +194,7 @@ func runSeedCmd(t testing.TB, natsURL string) string {
 // purpose.)
 func assertNoSecrets(t testing.TB, what, out string) {
 	t.Helper()
-	sum := sha256.Sum256([]byte(demoKey))
-	for name, secret := range map[string]string{"the demo key": demoKey, "its SHA-256": hex.EncodeToString(sum[:]),
+	for name, secret := range map[string]string{"the demo key": demoKey, "its SHA-256": events.KeyHash(demoKey),
 		"a rejected key": rejectedKey} {
 		if strings.Contains(out, secret) {
 			t.Errorf("%s contains %s", what, name)
@@ -257,7 +214,7 @@ func TestServeEndToEnd(t *testing.T) {
 
 	// Ready once the projector has created the streams and activated a
 	// generation, even an empty one.
-	waitFor(t, 10*time.Second, func() error {
+	polltest.WaitFor(t, 10*time.Second, func() error {
 		r, err := p.get("/readyz", nil)
 		if err == nil && r.status != http.StatusOK {
 			err = fmt.Errorf("/readyz = %d: %s", r.status, r.body)
@@ -273,7 +230,7 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Errorf("a second sharesd seed printed %q, want nothing published", out)
 	}
 	var shares []demoShare
-	waitFor(t, 10*time.Second, func() error {
+	polltest.WaitFor(t, 10*time.Second, func() error {
 		r := p.mustGet(t, list, demoAuth())
 		if r.status != http.StatusOK {
 			return fmt.Errorf("GET %s = %d: %s", list, r.status, r.body)
@@ -308,17 +265,9 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 
 	// ?minSeq: an event published now is in the answer without polling.
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	view := fmt.Sprintf(`{"id":"e2e-view","type":"share.viewed","occurredAt":"2026-06-05T12:30:00Z","projectId":%q,"renderId":%q,"data":{"shareId":"share-2","viewedAt":"2026-06-05T12:30:00Z"}}`, demoProject, demoRender)
-	seq := natstest.Publish(t, js, events.Subject(events.TypeShareViewed, demoRender), []byte(view), "e2e-view")
+	_, js := natstest.Connect(t, ns)
+	view := eventstest.ShareViewed(demoProject, demoRender, "share-2").WithID("e2e-view")
+	seq := natstest.Publish(t, js, view.Subject(), view.Body(), view.ID)
 	r := p.mustGet(t, list+"?minSeq="+strconv.FormatUint(seq, 10), demoAuth())
 	if shares := decodeShares(t, r); shares[1].ClickCount != 2 {
 		t.Errorf("after ?minSeq=%d share-2 has %d clicks, want 2", seq, shares[1].ClickCount)
@@ -329,7 +278,7 @@ func TestServeEndToEnd(t *testing.T) {
 
 	// A bad event is dead-lettered and counted.
 	natstest.Publish(t, js, events.Subject(events.TypeShareViewed, demoRender), []byte("not json"), "e2e-bad")
-	waitFor(t, 10*time.Second, func() error {
+	polltest.WaitFor(t, 10*time.Second, func() error {
 		if m := string(p.mustGet(t, "/metrics", nil).body); !strings.Contains(m, "sharesd_events_deadlettered_total{") {
 			return errors.New("no sharesd_events_deadlettered_total yet")
 		}
@@ -481,7 +430,7 @@ func TestServeAPIAndProjector(t *testing.T) {
 	}
 
 	proj := startProcess(t, map[string]string{"NATS_URL": ns.ClientURL(), "REDIS_URL": rs.URL}, "projector")
-	waitFor(t, 10*time.Second, func() error {
+	polltest.WaitFor(t, 10*time.Second, func() error {
 		r := proj.mustGet(t, "/readyz", nil)
 		if r.status != http.StatusOK {
 			return fmt.Errorf("projector /readyz = %d: %s", r.status, r.body)
@@ -496,7 +445,7 @@ func TestServeAPIAndProjector(t *testing.T) {
 	if r := proj.mustGet(t, list, demoAuth()); r.status != http.StatusNotFound {
 		t.Errorf("projector GET %s = %d, want 404: a projector sharesdProc serves no API", list, r.status)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	polltest.WaitFor(t, 10*time.Second, func() error {
 		if r := apiProc.mustGet(t, "/readyz", nil); r.status != http.StatusOK {
 			return fmt.Errorf("api /readyz = %d: %s", r.status, r.body)
 		}

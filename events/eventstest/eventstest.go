@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	mrand "math/rand/v2"
 	"testing"
 
 	"github.com/craftkit/sharesd/events"
@@ -141,6 +142,20 @@ func ProjectUpdated(project string, base any) Event {
 func NewUUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
+	return uuid(b)
+}
+
+// SeededUUID returns a version 4 UUID drawn from rng, so that a test run
+// again with the same seed makes the same ids.
+func SeededUUID(rng *mrand.Rand) string {
+	var b [16]byte
+	for i := range b {
+		b[i] = byte(rng.UintN(256))
+	}
+	return uuid(b)
+}
+
+func uuid(b [16]byte) string {
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])

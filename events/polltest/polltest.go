@@ -92,7 +92,10 @@ func (b *Buffer) Lines() []string {
 }
 
 // Tail returns the last n lines written, for a failure message.
-func (b *Buffer) Tail(n int) string {
-	l := b.Lines()
+func (b *Buffer) Tail(n int) string { return Tail(b.String(), n) }
+
+// Tail returns the last n lines of s (a log), for a failure message.
+func Tail(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(l[max(0, len(l)-n):], "\n")
 }
