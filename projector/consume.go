@@ -44,49 +44,25 @@ type run struct {
 }
 
 // consume runs r until its context ends, its check or after hooks end it,
-// or an error (which the caller retries from the saved position).
+// or an error (which the caller retries from the saved position). It waits
+// for the first message of a batch, takes the rest without waiting, and
+// applies them; each idle second it saves the position and looks at the
+// control state and the stream's head instead.
 func (p *Projector) consume(ctx context.Context, r run) (err error) {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: r.filter, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if r.from > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, r.from+1
-	}
-	cons, err := p.js.OrderedConsumer(ctx, events.Stream, cfg)
+	cons, it, err := p.subscribe(ctx, r)
 	if err != nil {
-		p.metrics.NATSErrors.Inc()
-		return fmt.Errorf("ordered consumer from %d: %w", r.from+1, err)
-	}
-	// What the server has been asked for and the iterator holds stays
-	// within fetchBytes, so a run of large events cannot make the server
-	// queue more for this connection than it sends before dropping it as a
-	// slow consumer. Not PullMaxMessagesWithBytesLimit: a pull with a byte
-	// limit that ends by its message count ends with a status message too
-	// ("409 Batch Completed"), and the iterator's channel, as large as that
-	// count, then overflows and drops messages.
-	it, err := cons.Messages(jetstream.PullMaxBytes(p.fetchBytes()))
-	if err != nil {
-		p.metrics.NATSErrors.Inc()
-		return fmt.Errorf("messages: %w", err)
+		return err
 	}
 	held := newBudget(p.cfg.MaxFetchBytes)
 	msgs, errc, stop := feed(it, 2*p.cfg.BatchSize, held)
 	defer stop()
-
-	applied, saved := r.from, r.from
+	pos := &position{applied: r.from, saved: r.from}
 	defer func() { // save the position reached, whatever ends the run
-		if applied > saved && !r.scratch {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			defer cancel()
-			if serr := p.store.SetPos(sctx, r.gen, applied); serr != nil && err == nil {
-				err = serr
-			}
+		if serr := p.saveReached(ctx, r, pos); err == nil {
+			err = serr
 		}
 	}()
-
-	caughtUp, err := p.atHead(ctx, cons, r.filter, applied)
-	if err != nil {
-		return err
-	}
-	if err := r.after(ctx, applied, caughtUp); err != nil {
+	if err := p.reportHead(ctx, r, cons, pos.applied); err != nil {
 		return err
 	}
 	idle := time.NewTicker(time.Second)
@@ -102,49 +78,113 @@ func (p *Projector) consume(ctx context.Context, r run) (err error) {
 			p.metrics.NATSErrors.Inc()
 			return fmt.Errorf("consume: %w", err)
 		case m := <-msgs:
-			batch = append(batch, m)
+			batch = fill(append(batch, m), msgs)
+			err = p.advance(ctx, r, batch, pos, held, msgs)
 		case <-idle.C:
-			ctl, err := p.idle(ctx, r, applied, &saved)
-			if err != nil {
-				return err
-			}
-			if err := p.checkControl(ctx, r, ctl); err != nil {
-				return err
-			}
-			caughtUp, err := p.atHead(ctx, cons, r.filter, applied)
-			if err != nil {
-				return err
-			}
-			if err := r.after(ctx, applied, caughtUp); err != nil {
-				return err
-			}
-			continue
+			err = p.idleSecond(ctx, r, cons, pos)
 		}
-	drain:
-		for len(batch) < cap(batch) {
-			select {
-			case m := <-msgs:
-				batch = append(batch, m)
-			default:
-				break drain
-			}
-		}
-		// applied is the end of the previous batch, which its own round
-		// trip has written in full: this batch's trip saves it.
-		ctl, pending, err := p.applyBatch(ctx, r, batch, applied)
 		if err != nil {
 			return err
 		}
-		held.release(bytesOf(batch))
-		saved = applied
-		applied = batch[len(batch)-1].md.Sequence.Stream // applyBatch checked md
-		if err := p.checkControl(ctx, r, ctl); err != nil {
-			return err
-		}
-		if err := r.after(ctx, applied, pending == 0 && len(msgs) == 0); err != nil {
-			return err
+	}
+}
+
+// position is how far a run has got: applied is the end of the last batch
+// written to Redis in full, saved the resume position Redis holds.
+type position struct{ applied, saved uint64 }
+
+// subscribe creates the run's ordered consumer, from just after r.from,
+// and the iterator of its messages.
+func (p *Projector) subscribe(ctx context.Context, r run) (jetstream.Consumer, jetstream.MessagesContext, error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: r.filter, DeliverPolicy: jetstream.DeliverAllPolicy}
+	if r.from > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, r.from+1
+	}
+	cons, err := p.js.OrderedConsumer(ctx, events.Stream, cfg)
+	if err != nil {
+		p.metrics.NATSErrors.Inc()
+		return nil, nil, fmt.Errorf("ordered consumer from %d: %w", r.from+1, err)
+	}
+	// What the server has been asked for and the iterator holds stays
+	// within fetchBytes, so a run of large events cannot make the server
+	// queue more for this connection than it sends before dropping it as a
+	// slow consumer. Not PullMaxMessagesWithBytesLimit: a pull with a byte
+	// limit that ends by its message count ends with a status message too
+	// ("409 Batch Completed"), and the iterator's channel, as large as that
+	// count, then overflows and drops messages.
+	it, err := cons.Messages(jetstream.PullMaxBytes(p.fetchBytes()))
+	if err != nil {
+		p.metrics.NATSErrors.Inc()
+		return nil, nil, fmt.Errorf("messages: %w", err)
+	}
+	return cons, it, nil
+}
+
+// fill adds to batch what msgs holds already, up to batch's capacity,
+// without waiting.
+func fill(batch []delivered, msgs <-chan delivered) []delivered {
+	for len(batch) < cap(batch) {
+		select {
+		case m := <-msgs:
+			batch = append(batch, m)
+		default:
+			return batch
 		}
 	}
+	return batch
+}
+
+// advance applies batch and moves pos past it. The batch's round trip
+// saves pos.applied, the end of the previous batch, which its own trip
+// wrote in full: the position never runs ahead of the data.
+func (p *Projector) advance(ctx context.Context, r run, batch []delivered, pos *position, held *budget, msgs <-chan delivered) error {
+	ctl, pending, err := p.applyBatch(ctx, r, batch, pos.applied)
+	if err != nil {
+		return err
+	}
+	held.release(bytesOf(batch))
+	pos.saved = pos.applied
+	pos.applied = batch[len(batch)-1].md.Sequence.Stream // applyBatch checked md
+	if err := p.checkControl(ctx, r, ctl); err != nil {
+		return err
+	}
+	return r.after(ctx, pos.applied, pending == 0 && len(msgs) == 0)
+}
+
+// idleSecond is what a run does when no message came for a second: save
+// the position, check the control state, and report how far the stream's
+// head is.
+func (p *Projector) idleSecond(ctx context.Context, r run, cons jetstream.Consumer, pos *position) error {
+	ctl, err := p.idle(ctx, r, pos)
+	if err != nil {
+		return err
+	}
+	if err := p.checkControl(ctx, r, ctl); err != nil {
+		return err
+	}
+	return p.reportHead(ctx, r, cons, pos.applied)
+}
+
+// reportHead tells r.after the position and whether the run has reached
+// the stream's head.
+func (p *Projector) reportHead(ctx context.Context, r run, cons jetstream.Consumer, applied uint64) error {
+	caughtUp, err := p.atHead(ctx, cons, r.filter, applied)
+	if err != nil {
+		return err
+	}
+	return r.after(ctx, applied, caughtUp)
+}
+
+// saveReached saves the position a run reached when it ends, if it has
+// moved since it was last saved. It has its own deadline: the run's context
+// may be what ended it.
+func (p *Projector) saveReached(ctx context.Context, r run, pos *position) error {
+	if pos.applied <= pos.saved || r.scratch {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	return p.store.SetPos(sctx, r.gen, pos.applied)
 }
 
 // delivered is a message with its metadata and its decoded event. feed
@@ -282,13 +322,13 @@ func seqOf(m jetstream.Msg) uint64 {
 
 // idle saves the position when it has moved and reads the control state,
 // so a quiet projector still notices a handover or a flushed Redis.
-func (p *Projector) idle(ctx context.Context, r run, applied uint64, saved *uint64) (readmodel.Control, error) {
-	if applied > *saved && !r.scratch {
-		if err := p.store.SetPos(ctx, r.gen, applied); err != nil {
+func (p *Projector) idle(ctx context.Context, r run, pos *position) (readmodel.Control, error) {
+	if pos.applied > pos.saved && !r.scratch {
+		if err := p.store.SetPos(ctx, r.gen, pos.applied); err != nil {
 			p.metrics.RedisErrors.Inc()
 			return readmodel.Control{}, err
 		}
-		*saved = applied
+		pos.saved = pos.applied
 	}
 	ctl, err := p.store.ReadControl(ctx)
 	if err != nil {
