@@ -220,22 +220,20 @@ func (p *Projector) step(ctx context.Context) error {
 	case ctl.Handover != "" && ctl.Handover != ctl.Active:
 		return p.takeover(ctx, ctl)
 	}
+	return p.runLive(ctx, ctl)
+}
+
+// runLive applies the stream to the active generation from its saved
+// position until the control state calls for something else, or rebuilds
+// when the stream went backwards under it.
+func (p *Projector) runLive(ctx context.Context, ctl readmodel.Control) error {
 	gen, pos := ctl.Active, ctl.Pos[ctl.Active]
-	info, err := p.streamInfo(ctx)
-	if err != nil {
+	backwards, err := p.streamWentBackwards(ctx, ctl, gen, pos)
+	switch {
+	case err != nil:
 		return err
-	}
-	id := streamID(info)
-	switch built := ctl.Streams[gen]; {
-	case info.State.LastSeq < pos || built != "" && built != id:
-		p.metrics.SelfHeals.Inc()
-		p.logger.Error("STREAM WENT BACKWARDS: it was recreated or restored from an older copy (its last sequence is below the recorded position, or its creation time changed); rebuilding the read model from the stream while the old generation keeps serving",
-			"stream", events.Stream, "stream_last_seq", info.State.LastSeq, "position", pos, "gen", gen)
+	case backwards:
 		return p.build(ctx, ctl, gen, "rebuilding after the stream went backwards")
-	case built == "":
-		if err := p.store.SetStream(ctx, gen, id); err != nil {
-			return err
-		}
 	}
 	dead, err := p.loadDeadLetters(ctx, ctl)
 	if err != nil {
@@ -245,19 +243,47 @@ func (p *Projector) step(ctx context.Context) error {
 	p.wasLive = gen
 	return p.consume(ctx, run{
 		gen: gen, from: pos, live: true, dead: dead,
-		check: func(c readmodel.Control) error {
-			switch {
-			// Not !c.Present(): the batch that met the empty Redis saved
-			// this generation's position again in the same round trip.
-			case c.Active == "":
-				return errSwitch // step notices the loss and rebuilds
-			case c.Active != gen, c.Handover != "" && c.Handover != gen:
-				return errSwitch
-			}
-			return nil
-		},
+		check: liveCheck(gen),
 		after: func(context.Context, uint64, bool) error { return nil },
 	})
+}
+
+// streamWentBackwards reports whether the stream was recreated or restored
+// from an older copy under gen: its last sequence is below pos, or its
+// creation time is not the one gen was built from. A generation that has
+// recorded no stream yet records this one.
+func (p *Projector) streamWentBackwards(ctx context.Context, ctl readmodel.Control, gen string, pos uint64) (bool, error) {
+	info, err := p.streamInfo(ctx)
+	if err != nil {
+		return false, err
+	}
+	id := streamID(info)
+	switch built := ctl.Streams[gen]; {
+	case info.State.LastSeq < pos || built != "" && built != id:
+		p.metrics.SelfHeals.Inc()
+		p.logger.Error("STREAM WENT BACKWARDS: it was recreated or restored from an older copy (its last sequence is below the recorded position, or its creation time changed); rebuilding the read model from the stream while the old generation keeps serving",
+			"stream", events.Stream, "stream_last_seq", info.State.LastSeq, "position", pos, "gen", gen)
+		return true, nil
+	case built == "":
+		return false, p.store.SetStream(ctx, gen, id)
+	}
+	return false, nil
+}
+
+// liveCheck ends a live run on gen when the control state no longer makes
+// it the active generation, or hands it over.
+func liveCheck(gen string) func(readmodel.Control) error {
+	return func(c readmodel.Control) error {
+		switch {
+		// Not !c.Present(): the batch that met the empty Redis saved
+		// this generation's position again in the same round trip.
+		case c.Active == "":
+			return errSwitch // step notices the loss and rebuilds
+		case c.Active != gen, c.Handover != "" && c.Handover != gen:
+			return errSwitch
+		}
+		return nil
+	}
 }
 
 func (p *Projector) fail(ctx context.Context, what string, err error) {
