@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/craftkit/sharesd/events/eventstest"
 )
 
 // BenchmarkProjectorCatchUp measures the real projector (projector.New(...)
@@ -15,22 +17,22 @@ import (
 func BenchmarkProjectorCatchUp(b *testing.B) {
 	const renders, shares, total = 50, 40, 20000
 	e := newEnv(b)
-	project := newUUID()
-	var evs []event
+	project := eventstest.NewUUID()
+	var evs []eventstest.Event
 	ids := make([][2]string, 0, renders*shares)
 	at := time.Date(2026, 6, 5, 10, 0, 0, 0, time.UTC)
 	for r := range renders {
-		render := newUUID()
-		evs = append(evs, renderCreated(project, render))
+		render := eventstest.NewUUID()
+		evs = append(evs, eventstest.RenderCreated(project, render))
 		for s := range shares {
-			share := newUUID()
+			share := eventstest.NewUUID()
 			ids = append(ids, [2]string{render, share})
-			evs = append(evs, shareCreated(project, render, share, at.Add(time.Duration(r*shares+s)*time.Second).Format(time.RFC3339)))
+			evs = append(evs, eventstest.ShareCreated(project, render, share, at.Add(time.Duration(r*shares+s)*time.Second).Format(time.RFC3339)))
 		}
 	}
 	for i := 0; len(evs) < total; i++ {
 		k := (i * 7919) % len(ids) // views spread over every share
-		evs = append(evs, shareViewed(project, ids[k][0], ids[k][1]))
+		evs = append(evs, eventstest.ShareViewed(project, ids[k][0], ids[k][1]))
 	}
 	var last uint64
 	for len(evs) > 0 {

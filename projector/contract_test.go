@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
 
@@ -21,8 +23,8 @@ func TestContract(t *testing.T) {
 	ctx := context.Background()
 
 	t.Run("render.created lists a render without shares as empty", func(t *testing.T) {
-		project, render := newUUID(), newUUID()
-		e.waitApplied(t, e.publish(t, renderCreated(project, render)), r)
+		project, render := eventstest.NewUUID(), eventstest.NewUUID()
+		e.waitApplied(t, e.publish(t, eventstest.RenderCreated(project, render)), r)
 		l, err := e.list(t, project, render)
 		if err != nil {
 			t.Fatalf("list: %v, want an empty list", err)
@@ -30,25 +32,25 @@ func TestContract(t *testing.T) {
 		if len(l) != 0 {
 			t.Fatalf("list = %+v, want none", l)
 		}
-		if _, err := e.list(t, newUUID(), render); !errors.Is(err, readmodel.ErrNotFound) {
+		if _, err := e.list(t, eventstest.NewUUID(), render); !errors.Is(err, readmodel.ErrNotFound) {
 			t.Fatalf("list from another project: %v, want ErrNotFound", err)
 		}
-		if _, err := e.list(t, project, newUUID()); !errors.Is(err, readmodel.ErrNotFound) {
+		if _, err := e.list(t, project, eventstest.NewUUID()); !errors.Is(err, readmodel.ErrNotFound) {
 			t.Fatalf("list of an unknown render: %v, want ErrNotFound", err)
 		}
 	})
 
 	t.Run("share.created lists every field, normalised", func(t *testing.T) {
-		project, render := newUUID(), newUUID()
-		full := shareCreated(project, render, "share-email", "2026-06-05T12:05:00.123456+02:00")
-		full.data["channel"] = "email"
-		full.data["recipientEmail"] = "ada@example.com"
-		full.data["message"] = "Here is \"your\" file — ✓\n"
-		full.data["expiresAt"] = "2026-12-31T23:59:59.999999+01:00"
-		full.data["shareToken"] = "cks_email_token"
+		project, render := eventstest.NewUUID(), eventstest.NewUUID()
+		full := eventstest.ShareCreated(project, render, "share-email", "2026-06-05T12:05:00.123456+02:00")
+		full.Data["channel"] = "email"
+		full.Data["recipientEmail"] = "ada@example.com"
+		full.Data["message"] = "Here is \"your\" file — ✓\n"
+		full.Data["expiresAt"] = "2026-12-31T23:59:59.999999+01:00"
+		full.Data["shareToken"] = "cks_email_token"
 		// Tie on createdAt with tie-b: ids descending.
-		tieA := shareCreated(project, render, "tie-a", "2026-06-05T09:00:00Z")
-		tieB := shareCreated(project, render, "tie-b", "2026-06-05T09:00:00.000900Z")
+		tieA := eventstest.ShareCreated(project, render, "tie-a", "2026-06-05T09:00:00Z")
+		tieB := eventstest.ShareCreated(project, render, "tie-b", "2026-06-05T09:00:00.000900Z")
 		seq := e.publish(t, tieA, full, tieB)
 		e.waitApplied(t, seq, r)
 
@@ -71,13 +73,13 @@ func TestContract(t *testing.T) {
 	})
 
 	t.Run("share.revoked sets revokedAt and reason", func(t *testing.T) {
-		project, render := newUUID(), newUUID()
+		project, render := eventstest.NewUUID(), eventstest.NewUUID()
 		seq := e.publish(t,
-			shareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
-			shareCreated(project, render, "s2", "2026-06-05T10:01:00Z"),
-			shareCreated(project, render, "s3", "2026-06-05T10:02:00Z"),
-			shareRevoked(project, render, "s1", "2026-06-05T13:00:00.5+02:00", "revoked_by_partner"),
-			shareRevoked(project, render, "s2", "2026-06-05T11:00:00Z", nil),
+			eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
+			eventstest.ShareCreated(project, render, "s2", "2026-06-05T10:01:00Z"),
+			eventstest.ShareCreated(project, render, "s3", "2026-06-05T10:02:00Z"),
+			eventstest.ShareRevoked(project, render, "s1", "2026-06-05T13:00:00.5+02:00", "revoked_by_partner"),
+			eventstest.ShareRevoked(project, render, "s2", "2026-06-05T11:00:00Z", nil),
 		)
 		e.waitApplied(t, seq, r)
 		got := map[string][2]*string{}
@@ -95,28 +97,28 @@ func TestContract(t *testing.T) {
 	})
 
 	t.Run("share.viewed counts clicks", func(t *testing.T) {
-		project, render := newUUID(), newUUID()
-		e.publish(t, shareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
-			shareCreated(project, render, "s2", "2026-06-05T10:01:00Z"))
+		project, render := eventstest.NewUUID(), eventstest.NewUUID()
+		e.publish(t, eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
+			eventstest.ShareCreated(project, render, "s2", "2026-06-05T10:01:00Z"))
 		var seq uint64
 		for range 3 {
-			seq = e.publish(t, shareViewed(project, render, "s1"))
+			seq = e.publish(t, eventstest.ShareViewed(project, render, "s1"))
 		}
 		e.waitApplied(t, seq, r)
 		e.wantClicks(t, project, render, map[string]int{"s1": 3, "s2": 0})
 	})
 
 	t.Run("render.deleted answers not found and drops the render's data", func(t *testing.T) {
-		project, render := newUUID(), newUUID()
-		seq := e.publish(t, renderCreated(project, render),
-			shareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
-			shareViewed(project, render, "s1"),
-			shareRevoked(project, render, "s1", "2026-06-05T11:00:00Z", nil))
+		project, render := eventstest.NewUUID(), eventstest.NewUUID()
+		seq := e.publish(t, eventstest.RenderCreated(project, render),
+			eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
+			eventstest.ShareViewed(project, render, "s1"),
+			eventstest.ShareRevoked(project, render, "s1", "2026-06-05T11:00:00Z", nil))
 		e.waitApplied(t, seq, r)
 		if keys := e.renderKeys(t, render); len(keys) < 5 {
 			t.Fatalf("before deletion: %d keys of the render, want the render's 5 or more", len(keys))
 		}
-		seq = e.publish(t, renderDeleted(project, render))
+		seq = e.publish(t, eventstest.RenderDeleted(project, render))
 		e.waitApplied(t, seq, r)
 		if _, err := e.list(t, project, render); !errors.Is(err, readmodel.ErrNotFound) {
 			t.Fatalf("list after render.deleted: %v, want ErrNotFound", err)
@@ -124,8 +126,8 @@ func TestContract(t *testing.T) {
 		wantOnlyTombstone(t, e.renderKeys(t, render))
 
 		// Events for the deleted render change nothing and bring no data back.
-		seq = e.publish(t, shareCreated(project, render, "s2", "2026-06-05T12:00:00Z"),
-			shareViewed(project, render, "s1"), renderCreated(project, render))
+		seq = e.publish(t, eventstest.ShareCreated(project, render, "s2", "2026-06-05T12:00:00Z"),
+			eventstest.ShareViewed(project, render, "s1"), eventstest.RenderCreated(project, render))
 		e.waitApplied(t, seq, r)
 		if _, err := e.list(t, project, render); !errors.Is(err, readmodel.ErrNotFound) {
 			t.Fatalf("list after more events for the deleted render: %v, want ErrNotFound", err)
@@ -134,12 +136,13 @@ func TestContract(t *testing.T) {
 	})
 
 	t.Run("apikey.created and apikey.revoked", func(t *testing.T) {
-		project, keyID := newUUID(), "key_"+strings.ReplaceAll(newUUID(), "-", "")
-		hash := keyHash("ck_test_" + keyID)
+		project, keyID := eventstest.NewUUID(), "key_"+strings.ReplaceAll(eventstest.NewUUID(), "-", "")
+		key := "ck_test_" + keyID
+		hash := events.KeyHash(key)
 		if _, err := e.store.Key(ctx, hash); !errors.Is(err, readmodel.ErrNotFound) {
 			t.Fatalf("key before apikey.created: %v, want ErrNotFound", err)
 		}
-		e.waitApplied(t, e.publish(t, apikeyCreated(project, keyID, hash, "test")), r)
+		e.waitApplied(t, e.publish(t, eventstest.APIKeyCreated(project, keyID, key, "test")), r)
 		got, err := e.store.Key(ctx, hash)
 		if err != nil {
 			t.Fatalf("key after apikey.created: %v", err)
@@ -149,13 +152,14 @@ func TestContract(t *testing.T) {
 		}
 
 		// A second apikey.created for the key id does not replace its hash.
-		other := keyHash("ck_live_other_" + keyID)
-		e.waitApplied(t, e.publish(t, apikeyCreated(project, keyID, other, "live")), r)
+		otherKey := "ck_live_other_" + keyID
+		other := events.KeyHash(otherKey)
+		e.waitApplied(t, e.publish(t, eventstest.APIKeyCreated(project, keyID, otherKey, "live")), r)
 		if _, err := e.store.Key(ctx, other); !errors.Is(err, readmodel.ErrNotFound) {
 			t.Fatalf("second hash of the key: %v, want ErrNotFound (the first apikey.created wins)", err)
 		}
 
-		e.waitApplied(t, e.publish(t, apikeyRevoked(project, keyID)), r)
+		e.waitApplied(t, e.publish(t, eventstest.APIKeyRevoked(project, keyID)), r)
 		got, err = e.store.Key(ctx, hash)
 		if err != nil {
 			t.Fatalf("key after apikey.revoked: %v", err)
@@ -166,9 +170,9 @@ func TestContract(t *testing.T) {
 	})
 
 	t.Run("project.updated sets and clears the share base", func(t *testing.T) {
-		project, render := newUUID(), newUUID()
-		seq := e.publish(t, shareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
-			projectUpdated(project, "https://share.example.com/"))
+		project, render := eventstest.NewUUID(), eventstest.NewUUID()
+		seq := e.publish(t, eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
+			eventstest.ProjectUpdated(project, "https://share.example.com/"))
 		e.waitApplied(t, seq, r)
 		l, err := e.store.List(ctx, project, render, nil)
 		if err != nil {
@@ -181,10 +185,10 @@ func TestContract(t *testing.T) {
 			t.Fatalf("shareUrl = %q, want %q", got, want)
 		}
 		// Another project's render keeps the default.
-		other := newUUID()
-		e.waitApplied(t, e.publish(t, renderCreated(newUUID(), other)), r)
+		other := eventstest.NewUUID()
+		e.waitApplied(t, e.publish(t, eventstest.RenderCreated(eventstest.NewUUID(), other)), r)
 
-		e.waitApplied(t, e.publish(t, projectUpdated(project, nil)), r)
+		e.waitApplied(t, e.publish(t, eventstest.ProjectUpdated(project, nil)), r)
 		l, err = e.store.List(ctx, project, render, nil)
 		if err != nil {
 			t.Fatalf("list: %v", err)
@@ -202,7 +206,7 @@ func TestContract(t *testing.T) {
 // hash (project, seq, deleted) is left.
 func wantOnlyTombstone(t testing.TB, keys []string) {
 	t.Helper()
-	if len(keys) != 1 || !strings.HasSuffix(keys[0], ":render") {
+	if len(keys) != 1 || !strings.HasSuffix(keys[0], " render") {
 		t.Fatalf("keys of the deleted render = %q, want only its render hash", keys)
 	}
 }

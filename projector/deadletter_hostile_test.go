@@ -13,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
+	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector"
 )
 
@@ -78,16 +80,16 @@ func TestDeadLetterControlHeaders(t *testing.T) {
 			if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
 				t.Fatal(err)
 			}
-			project, render := newUUID(), newUUID()
+			project, render := eventstest.NewUUID(), eventstest.NewUUID()
 			subject := events.Subject(events.TypeShareViewed, render)
 			r := e.start(t)
-			e.waitApplied(t, e.publish(t, shareCreated(project, render, "s1", "2026-06-05T10:00:00Z"), shareViewed(project, render, "s1")), r)
+			e.waitApplied(t, e.publish(t, eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z"), eventstest.ShareViewed(project, render, "s1")), r)
 			// A dead letter already on the copy's subject, so that expected
 			// sequences and ids of the two streams differ.
 			e.waitApplied(t, e.publishBad(t, render, "an earlier bad event"), r)
 
 			h := tt.headers(t, s, subject)
-			h.Set(jetstream.MsgIDHeader, "bad-"+newUUID())
+			h.Set(jetstream.MsgIDHeader, "bad-"+eventstest.NewUUID())
 			h.Add("X-Trace", "a")
 			h.Add("X-Trace", "b")
 			body := []byte(`{"id": "not json`)
@@ -101,7 +103,7 @@ func TestDeadLetterControlHeaders(t *testing.T) {
 				}
 				seq = ack.Sequence
 			}
-			e.waitApplied(t, e.publish(t, shareViewed(project, render, "s1")), r)
+			e.waitApplied(t, e.publish(t, eventstest.ShareViewed(project, render, "s1")), r)
 
 			e.wantClicks(t, project, render, map[string]int{"s1": 2})
 			dl := onlyDeadLetterOf(t, e, seq)
@@ -209,7 +211,7 @@ func rawPublish(t testing.TB, e *env, subject string, h nats.Header, body []byte
 		}
 	}
 	var seq uint64
-	waitFor(t, 5*time.Second, func() error {
+	polltest.WaitFor(t, 5*time.Second, func() error {
 		if seq = e.lastSeq(t); seq <= before {
 			return fmt.Errorf("raw publish not stored yet")
 		}
@@ -228,8 +230,8 @@ func TestDeadLetterCutToFit(t *testing.T) {
 	t.Run("max payload", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
-		msg := nats.NewMsg(events.Subject(events.TypeShareViewed, newUUID()))
-		msg.Header.Set(jetstream.MsgIDHeader, "bad-"+newUUID())
+		msg := nats.NewMsg(events.Subject(events.TypeShareViewed, eventstest.NewUUID()))
+		msg.Header.Set(jetstream.MsgIDHeader, "bad-"+eventstest.NewUUID())
 		msg.Header.Set("X-Origin", "a publisher")
 		msg.Data = []byte(strings.Repeat("x", int(e.nc.MaxPayload())-msg.Size()+len(msg.Subject)))
 		checkCut(t, e, msg, 0)
@@ -239,8 +241,8 @@ func TestDeadLetterCutToFit(t *testing.T) {
 		e := newEnv(t)
 		const maxSize = 4096
 		updateDeadLetterStream(t, e, func(c *jetstream.StreamConfig) { c.MaxMsgSize = maxSize })
-		msg := nats.NewMsg(events.Subject(events.TypeShareViewed, newUUID()))
-		msg.Header.Set(jetstream.MsgIDHeader, "bad-"+newUUID())
+		msg := nats.NewMsg(events.Subject(events.TypeShareViewed, eventstest.NewUUID()))
+		msg.Header.Set(jetstream.MsgIDHeader, "bad-"+eventstest.NewUUID())
 		msg.Data = []byte(strings.Repeat("x", 60<<10))
 		checkCut(t, e, msg, maxSize)
 	})
@@ -255,8 +257,8 @@ func checkCut(t *testing.T, e *env, msg *nats.Msg, limit int) {
 		t.Fatalf("publish the bad event: %v", err)
 	}
 	r := e.start(t)
-	project, render := newUUID(), newUUID()
-	e.waitApplied(t, e.publish(t, shareCreated(project, render, "s1", "2026-06-05T10:00:00Z")), r)
+	project, render := eventstest.NewUUID(), eventstest.NewUUID()
+	e.waitApplied(t, e.publish(t, eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z")), r)
 	e.wantClicks(t, project, render, map[string]int{"s1": 0})
 
 	dl := onlyDeadLetterOf(t, e, ack.Sequence)
@@ -301,20 +303,20 @@ func updateDeadLetterStream(t testing.TB, e *env, f func(*jetstream.StreamConfig
 func TestDeadLetterLongSubject(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	subject := events.Subject(events.TypeShareViewed, newUUID()) + "." + strings.Repeat("x", 4000)
+	subject := events.Subject(events.TypeShareViewed, eventstest.NewUUID()) + "." + strings.Repeat("x", 4000)
 	if err := e.nc.Publish(subject, []byte("not json")); err != nil {
 		t.Fatal(err)
 	}
 	var seq uint64
-	waitFor(t, 5*time.Second, func() error {
+	polltest.WaitFor(t, 5*time.Second, func() error {
 		if seq = e.lastSeq(t); seq == 0 {
 			return fmt.Errorf("long subject not stored")
 		}
 		return nil
 	})
 	r := e.start(t)
-	project, render := newUUID(), newUUID()
-	e.waitApplied(t, e.publish(t, shareCreated(project, render, "s1", "2026-06-05T10:00:00Z")), r)
+	project, render := eventstest.NewUUID(), eventstest.NewUUID()
+	e.waitApplied(t, e.publish(t, eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z")), r)
 	dl := onlyDeadLetterOf(t, e, seq)
 	if got := dl.Header.Get(projector.HeaderSubject); got != subject {
 		t.Fatalf("dead letter's %s has %d bytes, want the original subject's %d", projector.HeaderSubject, len(got), len(subject))

@@ -9,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/craftkit/sharesd/events/eventstest"
+	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector"
 )
 
@@ -24,12 +26,12 @@ func TestDeadLettersOnceAcrossRebuilds(t *testing.T) {
 	ctx := context.Background()
 	const window = 200 * time.Millisecond
 	updateDeadLetterStream(t, e, func(c *jetstream.StreamConfig) { c.Duplicates = window })
-	project := newUUID()
+	project := eventstest.NewUUID()
 	evs := workload(project, 2, 3, 10)
 	var bad []uint64
 	for i := 0; i < len(evs); i += 10 {
 		e.publishAsync(t, evs[i:min(i+10, len(evs))])
-		bad = append(bad, e.publishBad(t, evs[i].render, fmt.Sprintf("bad event %d", i)))
+		bad = append(bad, e.publishBad(t, evs[i].Render, fmt.Sprintf("bad event %d", i)))
 	}
 	r := e.start(t)
 	e.waitApplied(t, e.lastSeq(t), r)
@@ -57,7 +59,7 @@ func TestDeadLettersOnceAcrossRebuilds(t *testing.T) {
 		if err := e.rdb.FlushAll(ctx).Err(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, func() error {
+		polltest.WaitFor(t, 10*time.Second, func() error {
 			if n := metric(t, r.reg, "sharesd_self_heals_total"); n != float64(i) {
 				return fmt.Errorf("sharesd_self_heals_total = %v, want %d", n, i)
 			}

@@ -23,7 +23,7 @@ import (
 
 func newDeadLetterer(t *testing.T) (*Projector, jetstream.JetStream) {
 	t.Helper()
-	_, _, js := natstest.Start(t)
+	_, _, js := natstest.Start(t, EnsureStreams)
 	return New(js, nil, slog.New(slog.DiscardHandler), NewMetrics(prometheus.NewRegistry()), Config{}), js
 }
 

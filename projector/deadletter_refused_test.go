@@ -10,6 +10,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
+	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector"
 )
 
@@ -39,10 +41,10 @@ func TestDeadLetterStreamRefuses(t *testing.T) {
 			tt.refuse(t, e)
 			before := len(e.deadLetters(t))
 			r := e.start(t)
-			project, render := newUUID(), newUUID()
-			e.publish(t, shareCreated(project, render, "s1", "2026-06-05T10:00:00Z"))
+			project, render := eventstest.NewUUID(), eventstest.NewUUID()
+			e.publish(t, eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z"))
 			bad := e.publishBad(t, render, "not json")
-			e.waitApplied(t, e.publish(t, shareViewed(project, render, "s1")), r)
+			e.waitApplied(t, e.publish(t, eventstest.ShareViewed(project, render, "s1")), r)
 			e.wantClicks(t, project, render, map[string]int{"s1": 1})
 
 			fs, err := projector.Failures(ctx, e.js)
@@ -68,11 +70,11 @@ func TestDeadLetterStreamRefuses(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)
 		r := e.start(t)
-		project, render := newUUID(), newUUID()
-		e.waitApplied(t, e.publish(t, shareCreated(project, render, "s1", "2026-06-05T10:00:00Z")), r)
+		project, render := eventstest.NewUUID(), eventstest.NewUUID()
+		e.waitApplied(t, e.publish(t, eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z")), r)
 		// The build that made the generation set Rebuilding; the live run
 		// clears it once it has read the stream's limits.
-		waitFor(t, 10*time.Second, func() error {
+		polltest.WaitFor(t, 10*time.Second, func() error {
 			if r.p.Status().Rebuilding {
 				return errors.New("the live run has not started")
 			}
@@ -81,7 +83,7 @@ func TestDeadLetterStreamRefuses(t *testing.T) {
 		updateDeadLetterStream(t, e, func(c *jetstream.StreamConfig) { c.MaxMsgSize = 2048 })
 		body := strings.Repeat("x", 10<<10)
 		bad := e.publishBad(t, render, body)
-		e.waitApplied(t, e.publish(t, shareViewed(project, render, "s1")), r)
+		e.waitApplied(t, e.publish(t, eventstest.ShareViewed(project, render, "s1")), r)
 		e.wantClicks(t, project, render, map[string]int{"s1": 1})
 
 		dl := onlyDeadLetterOf(t, e, bad)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/events/natstest"
 )
 
@@ -15,20 +16,18 @@ import (
 func TestBadEvents(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	project, render := newUUID(), newUUID()
-	e.publish(t, shareCreated(project, render, "s1", "2026-06-05T10:00:00Z"))
+	project, render := eventstest.NewUUID(), eventstest.NewUUID()
+	e.publish(t, eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z"))
 
 	// body returns a well-formed view of s1 changed by f.
 	body := func(f func(m map[string]any)) []byte {
-		v := shareViewed(project, render, "s1")
-		m := map[string]any{"id": v.id, "type": string(v.typ), "occurredAt": "2026-06-05T10:00:00Z",
-			"projectId": project, "renderId": render, "data": v.data}
+		m := eventstest.ShareViewed(project, render, "s1").Envelope()
 		f(m)
 		return mustJSON(m)
 	}
 	viewSubject := events.Subject(events.TypeShareViewed, render)
-	huge := shareCreated(project, render, "huge", "2026-06-05T10:00:00Z")
-	huge.data["shareToken"] = strings.Repeat("x", events.MaxSize)
+	huge := eventstest.ShareCreated(project, render, "huge", "2026-06-05T10:00:00Z")
+	huge.Data["shareToken"] = strings.Repeat("x", events.MaxSize)
 
 	tests := []struct {
 		name, subject string
@@ -47,8 +46,8 @@ func TestBadEvents(t *testing.T) {
 			body(func(m map[string]any) { m["renderId"] = "not-a-uuid" }), "renderId", "invalid_field"},
 		{"a bad timestamp", viewSubject,
 			body(func(m map[string]any) { m["data"].(map[string]any)["viewedAt"] = "yesterday" }), "data.viewedAt", "invalid_field"},
-		{"over 64 KiB", huge.subject(), huge.body(), "$", "malformed"},
-		{"a subject that does not match the body", events.Subject(events.TypeShareViewed, newUUID()),
+		{"over 64 KiB", huge.Subject(), huge.Body(), "$", "malformed"},
+		{"a subject that does not match the body", events.Subject(events.TypeShareViewed, eventstest.NewUUID()),
 			body(func(map[string]any) {}), "subject", "bad_subject"},
 	}
 
@@ -57,9 +56,9 @@ func TestBadEvents(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := metric(t, r.reg, "sharesd_events_deadlettered_total", "reason", tt.label)
-			msgID := "bad-" + newUUID()
+			msgID := "bad-" + eventstest.NewUUID()
 			seq := natstest.Publish(t, e.js, tt.subject, tt.body, msgID)
-			e.waitApplied(t, e.publish(t, shareViewed(project, render, "s1")), r)
+			e.waitApplied(t, e.publish(t, eventstest.ShareViewed(project, render, "s1")), r)
 			views++
 
 			e.wantClicks(t, project, render, map[string]int{"s1": views})

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
 
@@ -22,7 +23,7 @@ type model struct {
 }
 
 // modelOf folds evs, all of one project.
-func modelOf(project string, evs []event) *model {
+func modelOf(project string, evs []eventstest.Event) *model {
 	m := &model{project: project, listed: map[string]bool{}, shares: map[string]map[string]int{}, early: map[string]map[string]int{}}
 	for _, ev := range evs {
 		m.add(ev)
@@ -30,25 +31,25 @@ func modelOf(project string, evs []event) *model {
 	return m
 }
 
-func (m *model) add(ev event) {
-	if ev.project != m.project || !ev.typ.RenderScoped() {
+func (m *model) add(ev eventstest.Event) {
+	if ev.Project != m.project || !ev.Type.RenderScoped() {
 		return
 	}
-	r := ev.render
+	r := ev.Render
 	if m.shares[r] == nil {
 		m.shares[r], m.early[r] = map[string]int{}, map[string]int{}
 	}
-	switch ev.typ {
+	switch ev.Type {
 	case events.TypeRenderCreated:
 		m.listed[r] = true
 	case events.TypeShareCreated:
 		m.listed[r] = true
-		id := ev.data["shareId"].(string)
+		id := ev.Data["shareId"].(string)
 		if _, ok := m.shares[r][id]; !ok {
 			m.shares[r][id] = m.early[r][id]
 		}
 	case events.TypeShareViewed:
-		id := ev.data["shareId"].(string)
+		id := ev.Data["shareId"].(string)
 		if _, ok := m.shares[r][id]; ok {
 			m.shares[r][id]++
 		} else {
@@ -106,23 +107,23 @@ func (m *model) compare(t testing.TB, e *env, render string) error {
 
 // workload returns the events of renders renders of one project, each with
 // shares shares and views views per share, interleaved across renders.
-func workload(project string, renders, shares, views int) []event {
-	var evs []event
+func workload(project string, renders, shares, views int) []eventstest.Event {
+	var evs []eventstest.Event
 	ids := make([]string, renders)
 	for i := range ids {
-		ids[i] = newUUID()
-		evs = append(evs, renderCreated(project, ids[i]))
+		ids[i] = eventstest.NewUUID()
+		evs = append(evs, eventstest.RenderCreated(project, ids[i]))
 	}
 	for s := range shares {
 		for _, r := range ids {
 			id := fmt.Sprintf("share-%03d", s)
-			evs = append(evs, shareCreated(project, r, id, fmt.Sprintf("2026-06-05T10:%02d:%02dZ", s/60%60, s%60)))
+			evs = append(evs, eventstest.ShareCreated(project, r, id, fmt.Sprintf("2026-06-05T10:%02d:%02dZ", s/60%60, s%60)))
 		}
 	}
 	for v := range views {
 		for s := range shares {
 			for _, r := range ids {
-				evs = append(evs, shareViewed(project, r, fmt.Sprintf("share-%03d", (s+v)%shares)))
+				evs = append(evs, eventstest.ShareViewed(project, r, fmt.Sprintf("share-%03d", (s+v)%shares)))
 			}
 		}
 	}
@@ -130,7 +131,7 @@ func workload(project string, renders, shares, views int) []event {
 }
 
 // moreViews returns n views spread over the shares of m's renders.
-func moreViews(m *model, n int) []event {
+func moreViews(m *model, n int) []eventstest.Event {
 	var all [][2]string
 	for _, r := range m.renders() {
 		for id := range m.shares[r] {
@@ -138,10 +139,10 @@ func moreViews(m *model, n int) []event {
 		}
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i][0]+all[i][1] < all[j][0]+all[j][1] })
-	evs := make([]event, n)
+	evs := make([]eventstest.Event, n)
 	for i := range evs {
 		rs := all[i%len(all)]
-		evs[i] = shareViewed(m.project, rs[0], rs[1])
+		evs[i] = eventstest.ShareViewed(m.project, rs[0], rs[1])
 	}
 	return evs
 }

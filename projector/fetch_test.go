@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
+	"github.com/craftkit/sharesd/events/polltest"
 )
 
 // TestBurstOfLargeBadEvents publishes 500 malformed events of 600 KB (300
@@ -46,7 +48,7 @@ func TestBurstOfLargeBadEvents(t *testing.T) {
 	})
 	e.nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { asyncErrs.Add(1) })
 
-	project, render := newUUID(), newUUID()
+	project, render := eventstest.NewUUID(), eventstest.NewUUID()
 	published := time.Now()
 	body := append([]byte(`{"id":"big","pad":"`), bytes.Repeat([]byte("x"), size)...) // not even JSON
 	firstBad := e.publishMsgs(t, bad, func(i int) *nats.Msg {
@@ -55,9 +57,9 @@ func TestBurstOfLargeBadEvents(t *testing.T) {
 		m.Header.Set(jetstream.MsgIDHeader, "big-"+strconv.Itoa(i))
 		return m
 	})[0]
-	evs := []event{shareCreated(project, render, "s1", "2026-06-05T10:00:00Z")}
+	evs := []eventstest.Event{eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z")}
 	for range good {
-		evs = append(evs, shareViewed(project, render, "s1"))
+		evs = append(evs, eventstest.ShareViewed(project, render, "s1"))
 	}
 	seqs := e.publishAsync(t, evs)
 	last := seqs[len(seqs)-1]
@@ -66,7 +68,7 @@ func TestBurstOfLargeBadEvents(t *testing.T) {
 	peak := sampleMemory(t)
 	start := time.Now()
 	r := e.start(t)
-	waitFor(t, 60*time.Second, func() error {
+	polltest.WaitFor(t, 60*time.Second, func() error {
 		s, err := e.js.Stream(context.Background(), events.DeadLetterStream)
 		if err != nil {
 			return err

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/events/natstest"
+	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector"
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
@@ -22,10 +24,10 @@ func TestStreamWentBackwards(t *testing.T) {
 	e := newEnv(t)
 	r := e.start(t)
 	ctx := context.Background()
-	oldProject, newProject := newUUID(), newUUID()
+	oldProject, newProject := eventstest.NewUUID(), eventstest.NewUUID()
 	old := workload(oldProject, 2, 3, 10)
 	e.publishAsync(t, old[:9])
-	oldBad := e.publishBad(t, old[0].render, "old history's bad event")
+	oldBad := e.publishBad(t, old[0].Render, "old history's bad event")
 	e.publishAsync(t, old[9:])
 	e.waitApplied(t, e.lastSeq(t), r)
 	modelOf(oldProject, old).check(t, e)
@@ -42,7 +44,7 @@ func TestStreamWentBackwards(t *testing.T) {
 	}
 	fresh := workload(newProject, 1, 2, 2)
 	seqs := e.publishAsync(t, fresh[:2])
-	rebuiltBad := e.publishBad(t, fresh[0].render, "new history's bad event, replayed by the rebuild")
+	rebuiltBad := e.publishBad(t, fresh[0].Render, "new history's bad event, replayed by the rebuild")
 	seqs = append(seqs, e.publishAsync(t, fresh[2:])...)
 	if last := seqs[len(seqs)-1]; last >= before.Pos[before.Active] {
 		t.Fatalf("new history ends at %d, want below the old position %d", last, before.Pos[before.Active])
@@ -50,10 +52,10 @@ func TestStreamWentBackwards(t *testing.T) {
 
 	gone := modelOf(oldProject, nil) // the old renders, unlisted
 	for _, ev := range old {
-		gone.shares[ev.render] = map[string]int{}
+		gone.shares[ev.Render] = map[string]int{}
 	}
 	m := modelOf(newProject, fresh)
-	waitFor(t, 20*time.Second, func() error {
+	polltest.WaitFor(t, 20*time.Second, func() error {
 		ctl, err := e.store.ReadControl(ctx)
 		if err != nil {
 			return err
@@ -73,11 +75,11 @@ func TestStreamWentBackwards(t *testing.T) {
 		e.publish(t, ev)
 		m.add(ev)
 	}
-	liveBad := e.publishBad(t, fresh[0].render, "new history's bad event, at the old one's sequence")
+	liveBad := e.publishBad(t, fresh[0].Render, "new history's bad event, at the old one's sequence")
 	if liveBad != oldBad {
 		t.Fatalf("new bad event at %d, want %d", liveBad, oldBad)
 	}
-	e.waitApplied(t, e.publish(t, renderCreated(newProject, newUUID())), r)
+	e.waitApplied(t, e.publish(t, eventstest.RenderCreated(newProject, eventstest.NewUUID())), r)
 	m.check(t, e)
 	for _, bad := range []struct {
 		seq  uint64
@@ -95,7 +97,7 @@ func TestStreamWentBackwards(t *testing.T) {
 // render and returns its sequence.
 func (e *env) publishBad(t testing.TB, render, body string) uint64 {
 	t.Helper()
-	return natstest.Publish(t, e.js, events.Subject(events.TypeShareViewed, render), []byte(body), "bad-"+newUUID())
+	return natstest.Publish(t, e.js, events.Subject(events.TypeShareViewed, render), []byte(body), "bad-"+eventstest.NewUUID())
 }
 
 // hasDeadLetter reports whether the dead-letter stream holds a copy of the
@@ -119,7 +121,7 @@ func TestHandover(t *testing.T) {
 	e := newEnv(t)
 	r := e.start(t)
 	ctx := context.Background()
-	project := newUUID()
+	project := eventstest.NewUUID()
 	evs := workload(project, 3, 4, 10)
 	e.publishAsync(t, evs)
 	e.waitApplied(t, e.lastSeq(t), r)
@@ -174,8 +176,8 @@ func TestHandover(t *testing.T) {
 	}
 	m.check(t, e)
 	e.wantOnlyActiveGen(t)
-	if keys := e.genKeys(t, old); len(keys) != 0 {
-		t.Fatalf("old generation %s still has %d keys", old, len(keys))
+	if n := e.genKeys(t, old); n != 0 {
+		t.Fatalf("old generation %s still has %d keys", old, n)
 	}
 
 	// The projector goes on in the new generation.

@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/events/natstest"
+	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
 
@@ -66,7 +68,7 @@ func watchHeal(t testing.TB, e *env, floor, final *model, timeout time.Duration)
 func TestSelfHealAfterFlushAll(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	project := newUUID()
+	project := eventstest.NewUUID()
 	evs := workload(project, 20, 10, 99) // 20,020 events
 	e.publishAsync(t, evs)
 	r := e.start(t)
@@ -83,7 +85,7 @@ func TestSelfHealAfterFlushAll(t *testing.T) {
 		t.Fatal(err)
 	}
 	// It notices within its idle second (and its ticker's jitter).
-	waitFor(t, 5*time.Second, func() error {
+	polltest.WaitFor(t, 5*time.Second, func() error {
 		if n := metric(t, r.reg, "sharesd_self_heals_total"); n != 1 {
 			return fmt.Errorf("sharesd_self_heals_total = %v, want 1", n)
 		}
@@ -120,7 +122,7 @@ func TestSelfHealAfterRedisRestart(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	r := e.start(t)
-	project := newUUID()
+	project := eventstest.NewUUID()
 	evs := workload(project, 3, 5, 10)
 	e.publishAsync(t, evs)
 	e.waitApplied(t, e.lastSeq(t), r)
@@ -153,7 +155,7 @@ func (e *env) wantOnlyActiveKeys(t testing.TB) { e.waitOnlyActive(t, false) }
 
 func (e *env) waitOnlyActive(t testing.TB, positions bool) {
 	t.Helper()
-	waitFor(t, 10*time.Second, func() error {
+	polltest.WaitFor(t, 10*time.Second, func() error {
 		ctl, err := e.store.ReadControl(context.Background())
 		if err != nil {
 			return err
@@ -182,7 +184,7 @@ func TestRedisPaused(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	r := e.start(t)
-	project := newUUID()
+	project := eventstest.NewUUID()
 	evs := workload(project, 3, 5, 10)
 	e.publishAsync(t, evs)
 	e.waitApplied(t, e.lastSeq(t), r)
@@ -208,14 +210,14 @@ func TestNATSRestart(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	r := e.start(t)
-	project := newUUID()
+	project := eventstest.NewUUID()
 	evs := workload(project, 3, 5, 10)
 	e.publishAsync(t, evs)
 	e.waitApplied(t, e.lastSeq(t), r)
 	m := modelOf(project, evs)
 
 	e.ns = natstest.RestartServer(t, e.ns)
-	waitFor(t, 10*time.Second, func() error {
+	polltest.WaitFor(t, 10*time.Second, func() error {
 		if !e.nc.IsConnected() {
 			return errors.New("client not reconnected")
 		}

@@ -2,9 +2,6 @@ package projector_test
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,7 +18,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/events/natstest"
+	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector"
 	"github.com/craftkit/sharesd/projector/readmodel"
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
@@ -43,7 +42,7 @@ type env struct {
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	ns, nc, js := natstest.Start(t)
+	ns, nc, js := natstest.Start(t, projector.EnsureStreams)
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	return &env{ns: ns, nc: nc, js: js, redis: srv, rdb: rdb, store: readmodel.New(rdb, 24*time.Hour)}
@@ -105,31 +104,12 @@ func (r *running) stop(t testing.TB) time.Duration {
 	return time.Since(start)
 }
 
-// waitFor calls f every 10ms until it returns nil, and fails the test with
-// f's last error when timeout passes first.
-func waitFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		<-tick.C
-	}
-}
-
 // waitApplied waits until the active generation holds every event up to
 // stream sequence seq: its saved position, or the position a projector
 // reports having written to it, has reached seq.
 func (e *env) waitApplied(t testing.TB, seq uint64, ps ...*running) {
 	t.Helper()
-	waitFor(t, 20*time.Second, func() error {
+	polltest.WaitFor(t, 20*time.Second, func() error {
 		ctl, err := e.store.ReadControl(context.Background())
 		if err != nil {
 			return err
@@ -159,51 +139,13 @@ func (e *env) lastSeq(t testing.TB) uint64 {
 	return s.CachedInfo().State.LastSeq
 }
 
-// An event is one contract event to publish. Its subject follows from its
-// type and entity, as a real publisher's does.
-type event struct {
-	id      string
-	typ     events.Type
-	project string
-	render  string // render and share events
-	key     string // apikey events
-	data    map[string]any
-}
-
-func (ev event) subject() string {
-	switch {
-	case ev.typ.RenderScoped():
-		return events.Subject(ev.typ, ev.render)
-	case ev.typ == events.TypeAPIKeyCreated || ev.typ == events.TypeAPIKeyRevoked:
-		return events.Subject(ev.typ, ev.key)
-	}
-	return events.Subject(ev.typ, ev.project)
-}
-
-// body is the event's JSON, occurring at a fixed time.
-func (ev event) body() []byte {
-	data := ev.data
-	if data == nil {
-		data = map[string]any{}
-	}
-	m := map[string]any{"id": ev.id, "type": string(ev.typ), "occurredAt": "2026-06-05T10:00:00Z", "projectId": ev.project, "data": data}
-	if ev.typ.RenderScoped() {
-		m["renderId"] = ev.render
-	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		panic(err) // a test bug: every value above marshals
-	}
-	return b
-}
-
 // publish publishes ev with Nats-Msg-Id set to its id and returns its stream
 // sequence.
-func (e *env) publish(t testing.TB, evs ...event) uint64 {
+func (e *env) publish(t testing.TB, evs ...eventstest.Event) uint64 {
 	t.Helper()
 	var seq uint64
 	for _, ev := range evs {
-		seq = natstest.Publish(t, e.js, ev.subject(), ev.body(), ev.id)
+		seq = natstest.Publish(t, e.js, ev.Subject(), ev.Body(), ev.ID)
 	}
 	return seq
 }
@@ -212,7 +154,7 @@ func (e *env) publish(t testing.TB, evs ...event) uint64 {
 // all of them and returns their stream sequences. It keeps at most 1,000
 // unacknowledged, well below the client's limit, past which a publish
 // fails instead of waiting.
-func (e *env) publishAsync(t testing.TB, evs []event) []uint64 {
+func (e *env) publishAsync(t testing.TB, evs []eventstest.Event) []uint64 {
 	t.Helper()
 	const window = 1000
 	seqs := make([]uint64, 0, len(evs))
@@ -221,9 +163,9 @@ func (e *env) publishAsync(t testing.TB, evs []event) []uint64 {
 		chunk := evs[start:min(start+window, len(evs))]
 		futs := make([]jetstream.PubAckFuture, len(chunk))
 		for i, ev := range chunk {
-			msg := nats.NewMsg(ev.subject())
-			msg.Data = ev.body()
-			msg.Header.Set(jetstream.MsgIDHeader, ev.id)
+			msg := nats.NewMsg(ev.Subject())
+			msg.Data = ev.Body()
+			msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
 			f, err := e.js.PublishMsgAsync(msg)
 			if err != nil {
 				t.Fatalf("publish async: %v", err)
@@ -235,75 +177,13 @@ func (e *env) publishAsync(t testing.TB, evs []event) []uint64 {
 			case ack := <-f.Ok():
 				seqs = append(seqs, ack.Sequence)
 			case err := <-f.Err():
-				t.Fatalf("publish async %s: %v", chunk[i].subject(), err)
+				t.Fatalf("publish async %s: %v", chunk[i].Subject(), err)
 			case <-timeout:
 				t.Fatal("async publishes not acknowledged after 60s")
 			}
 		}
 	}
 	return seqs
-}
-
-// newUUID returns a random version 4 UUID in lowercase.
-func newUUID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
-
-func newID() string { return "ev-" + newUUID() }
-
-// Event constructors, with the data of a well-formed event of each type.
-
-func renderCreated(project, render string) event {
-	return event{id: newID(), typ: events.TypeRenderCreated, project: project, render: render}
-}
-
-func renderDeleted(project, render string) event {
-	return event{id: newID(), typ: events.TypeRenderDeleted, project: project, render: render}
-}
-
-// shareCreated is a link share created at createdAt with token "cks_"+share.
-func shareCreated(project, render, share, createdAt string) event {
-	return event{id: newID(), typ: events.TypeShareCreated, project: project, render: render, data: map[string]any{
-		"shareId": share, "channel": "link", "recipientEmail": nil, "message": nil,
-		"expiresAt": nil, "createdAt": createdAt, "shareToken": "cks_" + share,
-	}}
-}
-
-func shareRevoked(project, render, share, revokedAt string, reason any) event {
-	return event{id: newID(), typ: events.TypeShareRevoked, project: project, render: render, data: map[string]any{
-		"shareId": share, "revokedAt": revokedAt, "reason": reason,
-	}}
-}
-
-func shareViewed(project, render, share string) event {
-	return event{id: newID(), typ: events.TypeShareViewed, project: project, render: render, data: map[string]any{
-		"shareId": share, "viewedAt": "2026-06-05T12:00:00Z",
-	}}
-}
-
-func apikeyCreated(project, keyID, hash, environment string) event {
-	return event{id: newID(), typ: events.TypeAPIKeyCreated, project: project, key: keyID, data: map[string]any{
-		"keyId": keyID, "keyHash": hash, "environment": environment,
-	}}
-}
-
-func apikeyRevoked(project, keyID string) event {
-	return event{id: newID(), typ: events.TypeAPIKeyRevoked, project: project, key: keyID, data: map[string]any{"keyId": keyID}}
-}
-
-func projectUpdated(project string, base any) event {
-	return event{id: newID(), typ: events.TypeProjectUpdated, project: project, data: map[string]any{"shareBase": base}}
-}
-
-// keyHash is the lowercase hex SHA-256 of a plaintext key.
-func keyHash(plain string) string {
-	sum := sha256.Sum256([]byte(plain))
-	return hex.EncodeToString(sum[:])
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }

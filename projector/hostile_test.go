@@ -76,7 +76,7 @@ func hostileRound(t *testing.T, seed uint64, duration time.Duration) {
 		}
 	}()
 	rng := rand.New(rand.NewPCG(seed, 0x0f1e))
-	ns, pnc, js := natstest.Start(t)
+	ns, pnc, js := natstest.Start(t, projector.EnsureStreams)
 	var slow atomic.Int64 // the projector's connection dropping messages
 	pnc.SetErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 		if errors.Is(err, nats.ErrSlowConsumer) {

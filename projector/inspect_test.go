@@ -3,6 +3,7 @@ package projector_test
 import (
 	"context"
 	"fmt"
+	"sort"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -78,30 +79,37 @@ func sameClicks(got, want map[string]int) error {
 	return nil
 }
 
-// renderKeys lists the Redis keys of a render in every generation, with
-// SCAN over sharesd:*:{<render>}:*.
+// renderKeys lists what the Redis keys of a render hold ("render",
+// "shares", …; see readmodel.Store.RenderKeys), in every generation.
 func (e *env) renderKeys(t testing.TB, render string) []string {
 	t.Helper()
-	return e.scan(t, "sharesd:*:{"+render+"}:*")
+	ctx := context.Background()
+	gens, err := e.store.Generations(ctx)
+	if err != nil {
+		t.Fatalf("generations: %v", err)
+	}
+	var held []string
+	for gen := range gens {
+		keys, err := e.store.RenderKeys(ctx, gen, render)
+		if err != nil {
+			t.Fatalf("keys of render %s: %v", render, err)
+		}
+		for what := range keys {
+			held = append(held, gen+" "+what)
+		}
+	}
+	sort.Strings(held)
+	return held
 }
 
-// genKeys lists the Redis keys of generation gen.
-func (e *env) genKeys(t testing.TB, gen string) []string {
+// genKeys is how many Redis keys generation gen holds.
+func (e *env) genKeys(t testing.TB, gen string) int64 {
 	t.Helper()
-	return e.scan(t, "sharesd:"+gen+":*")
-}
-
-func (e *env) scan(t testing.TB, match string) []string {
-	t.Helper()
-	var keys []string
-	it := e.rdb.Scan(context.Background(), 0, match, 1000).Iterator()
-	for it.Next(context.Background()) {
-		keys = append(keys, it.Val())
+	gens, err := e.store.Generations(context.Background())
+	if err != nil {
+		t.Fatalf("generations: %v", err)
 	}
-	if err := it.Err(); err != nil {
-		t.Fatalf("scan %s: %v", match, err)
-	}
-	return keys
+	return gens[gen]
 }
 
 // metric returns the value of the counter or gauge name with labels in reg

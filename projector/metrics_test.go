@@ -5,7 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/events/natstest"
+	"github.com/craftkit/sharesd/events/polltest"
 )
 
 // TestMetrics checks the projector's counters and gauges against what it
@@ -14,14 +16,14 @@ func TestMetrics(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	r := e.start(t)
-	project, render := newUUID(), newUUID()
-	e.publish(t, renderCreated(project, render), shareCreated(project, render, "s1", "2026-06-05T10:00:00Z"))
+	project, render := eventstest.NewUUID(), eventstest.NewUUID()
+	e.publish(t, eventstest.RenderCreated(project, render), eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z"))
 	for range 7 {
-		e.publish(t, shareViewed(project, render, "s1"))
+		e.publish(t, eventstest.ShareViewed(project, render, "s1"))
 	}
-	dup := shareViewed(project, render, "s1")
+	dup := eventstest.ShareViewed(project, render, "s1")
 	e.publish(t, dup)
-	natstest.Publish(t, e.js, dup.subject(), dup.body(), "retry-"+dup.id) // same event id, new Nats-Msg-Id
+	natstest.Publish(t, e.js, dup.Subject(), dup.Body(), "retry-"+dup.ID) // same event id, new Nats-Msg-Id
 	e.waitApplied(t, e.lastSeq(t), r)
 	e.wantClicks(t, project, render, map[string]int{"s1": 8})
 
@@ -35,7 +37,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf(`sharesd_events_applied_total{type="share.viewed",outcome="duplicate"} = %v, want 1`, got)
 	}
 	head := float64(e.lastSeq(t))
-	waitFor(t, 5*time.Second, func() error {
+	polltest.WaitFor(t, 5*time.Second, func() error {
 		lag := metric(t, r.reg, "sharesd_projection_lag_events")
 		pos := metric(t, r.reg, "sharesd_projection_position")
 		seen := metric(t, r.reg, "sharesd_stream_last_sequence")

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
+	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector"
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
@@ -19,12 +22,12 @@ import (
 func TestRenderOwnedByItsRegistration(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	owner, intruder, render := newUUID(), newUUID(), newUUID()
-	foreignView := e.publish(t, shareViewed(intruder, render, "s1"))
-	foreignDelete := e.publish(t, renderDeleted(intruder, render))
-	e.publish(t, shareViewed(owner, render, "s1"))
+	owner, intruder, render := eventstest.NewUUID(), eventstest.NewUUID(), eventstest.NewUUID()
+	foreignView := e.publish(t, eventstest.ShareViewed(intruder, render, "s1"))
+	foreignDelete := e.publish(t, eventstest.RenderDeleted(intruder, render))
+	e.publish(t, eventstest.ShareViewed(owner, render, "s1"))
 	r := e.start(t)
-	seq := e.publish(t, renderCreated(owner, render), shareCreated(owner, render, "s1", "2026-06-05T10:00:00Z"))
+	seq := e.publish(t, eventstest.RenderCreated(owner, render), eventstest.ShareCreated(owner, render, "s1", "2026-06-05T10:00:00Z"))
 	e.waitApplied(t, seq, r)
 
 	e.wantClicks(t, owner, render, map[string]int{"s1": 1})
@@ -33,7 +36,7 @@ func TestRenderOwnedByItsRegistration(t *testing.T) {
 	}
 	wantDead := func(t *testing.T) {
 		t.Helper()
-		waitFor(t, 10*time.Second, func() error {
+		polltest.WaitFor(t, 10*time.Second, func() error {
 			for _, s := range []uint64{foreignView, foreignDelete} {
 				n := 0
 				for _, m := range e.deadLetters(t) {
@@ -59,11 +62,11 @@ func TestRenderOwnedByItsRegistration(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := e.store.ResetPos(context.Background(), ctl.Active, 0); err != nil {
+		if err := e.store.Rewind(context.Background(), ctl.Active, 0); err != nil {
 			t.Fatal(err)
 		}
 		r = e.start(t)
-		e.waitApplied(t, e.publish(t, shareViewed(owner, render, "s1")), r)
+		e.waitApplied(t, e.publish(t, eventstest.ShareViewed(owner, render, "s1")), r)
 		e.wantClicks(t, owner, render, map[string]int{"s1": 2})
 		wantDead(t)
 	})
@@ -77,12 +80,13 @@ func TestRenderOwnedByItsRegistration(t *testing.T) {
 func TestKeyHashNotReRegistered(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	owner, intruder := newUUID(), newUUID()
-	hash := keyHash("ck_live_" + newUUID())
+	owner, intruder := eventstest.NewUUID(), eventstest.NewUUID()
+	key := "ck_live_" + eventstest.NewUUID()
+	hash := events.KeyHash(key)
 	r := e.start(t)
-	e.publish(t, apikeyCreated(owner, "key_owner", hash, "live"))
-	taken := e.publish(t, apikeyCreated(intruder, "key_intruder", hash, "live"))
-	e.waitApplied(t, e.publish(t, apikeyRevoked(intruder, "key_intruder")), r)
+	e.publish(t, eventstest.APIKeyCreated(owner, "key_owner", key, "live"))
+	taken := e.publish(t, eventstest.APIKeyCreated(intruder, "key_intruder", key, "live"))
+	e.waitApplied(t, e.publish(t, eventstest.APIKeyRevoked(intruder, "key_intruder")), r)
 
 	lookup := func() readmodel.Key {
 		t.Helper()
@@ -100,8 +104,8 @@ func TestKeyHashNotReRegistered(t *testing.T) {
 		t.Fatalf("dead letter of the intruding apikey.created = %v, want code key_hash_taken at data.keyHash", dl)
 	}
 
-	e.publish(t, apikeyRevoked(owner, "key_owner"))
-	e.waitApplied(t, e.publish(t, apikeyCreated(intruder, "key_again", hash, "live")), r)
+	e.publish(t, eventstest.APIKeyRevoked(owner, "key_owner"))
+	e.waitApplied(t, e.publish(t, eventstest.APIKeyCreated(intruder, "key_again", key, "live")), r)
 	if got := lookup(); !got.Revoked || got.ID != "key_owner" {
 		t.Fatalf("key = %+v, want key_owner, revoked for good", got)
 	}

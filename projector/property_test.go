@@ -2,8 +2,6 @@ package projector_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -23,7 +21,9 @@ import (
 
 	"github.com/craftkit/sharesd/api"
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/events/natstest"
+	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector"
 	refmodel "github.com/craftkit/sharesd/projector/model"
 	"github.com/craftkit/sharesd/projector/readmodel"
@@ -88,7 +88,7 @@ func propRun(t *testing.T, seed uint64, n int) {
 		}
 	}()
 	rng := rand.New(rand.NewPCG(seed, 0x5ea1))
-	_, _, js := natstest.Start(t)
+	_, _, js := natstest.Start(t, projector.EnsureStreams)
 	rdb := redistest.Start(t).Client(t)
 	// Most streams remember ids for the default day; some for a few
 	// milliseconds, so republished ids land on both sides of the horizon.
@@ -112,7 +112,7 @@ func propRun(t *testing.T, seed uint64, n int) {
 			// Let the horizon pass, so what comes next sees these ids
 			// forgotten (and a rewind replays them past it).
 			published := time.Now()
-			propWaitFor(t, time.Second, func() error {
+			polltest.WaitFor(t, time.Second, func() error {
 				if d := time.Since(published); d <= horizon {
 					return fmt.Errorf("only %v of the %v horizon passed", d, horizon)
 				}
@@ -209,7 +209,7 @@ func (w *propWorld) restart(rewind bool) {
 			if w.rng.IntN(2) == 0 {
 				to = 0 // the whole stream again
 			}
-			if err := w.store.ResetPos(ctx, ctl.Active, to); err != nil {
+			if err := w.store.Rewind(ctx, ctl.Active, to); err != nil {
 				w.t.Fatalf("reset position: %v", err)
 			}
 		}
@@ -222,7 +222,7 @@ func (w *propWorld) restart(rewind bool) {
 func (w *propWorld) waitCaughtUp() {
 	w.t.Helper()
 	ctx := context.Background()
-	propWaitFor(w.t, 30*time.Second, func() error {
+	polltest.WaitFor(w.t, 30*time.Second, func() error {
 		s, err := w.js.Stream(ctx, events.Stream)
 		if err != nil {
 			return err
@@ -346,23 +346,6 @@ func (w *propWorld) checkDeadLetters(rejected map[uint64]bool) {
 	}
 }
 
-// propWaitFor calls f every 10ms until it returns nil, and fails the test
-// with f's last error when timeout passes first.
-func propWaitFor(t testing.TB, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // A propEvent is one message to publish: a contract event, a bad one, or
 // a copy of an earlier one.
 type propEvent struct {
@@ -405,16 +388,7 @@ func newPropGen(rng *rand.Rand, seed uint64) *propGen {
 	return g
 }
 
-func (g *propGen) uuid() string {
-	var b [16]byte
-	for i := range b {
-		b[i] = byte(g.rng.UintN(256))
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
+func (g *propGen) uuid() string { return eventstest.SeededUUID(g.rng) }
 
 // queryKey is the plaintext live key of project, created first in every
 // stream and never revoked by its own project.
@@ -422,16 +396,11 @@ func (g *propGen) queryKey(project string) string {
 	return fmt.Sprintf("ck_live_prop_%d_%s", g.seed, project)
 }
 
-func propHash(plain string) string {
-	sum := sha256.Sum256([]byte(plain))
-	return hex.EncodeToString(sum[:])
-}
-
 // stream generates about n messages.
 func (g *propGen) stream(n int) []propEvent {
 	for i, p := range g.projects {
 		g.emit(g.envelope(events.TypeAPIKeyCreated, p, "", map[string]any{
-			"keyId": fmt.Sprintf("qkey_%d_%d", g.seed, i), "keyHash": propHash(g.queryKey(p)), "environment": "live",
+			"keyId": fmt.Sprintf("qkey_%d_%d", g.seed, i), "keyHash": events.KeyHash(g.queryKey(p)), "environment": "live",
 		}))
 	}
 	for len(g.out) < n {
@@ -489,7 +458,7 @@ func (g *propGen) keyEvent() {
 		env = "test"
 	}
 	g.emit(g.envelope(events.TypeAPIKeyCreated, p, "", map[string]any{
-		"keyId": k, "keyHash": propHash(fmt.Sprintf("ck_%s_%d", env, g.rng.Uint64())), "environment": env,
+		"keyId": k, "keyHash": events.KeyHash(fmt.Sprintf("ck_%s_%d", env, g.rng.Uint64())), "environment": env,
 	}))
 }
 
@@ -594,23 +563,15 @@ func (g *propGen) shareData(share string) map[string]any {
 // spelled in uppercase, which the contract accepts.
 func (g *propGen) envelope(typ events.Type, project, render string, data map[string]any) propEvent {
 	g.n++
-	id := fmt.Sprintf("ev-%d-%d", g.seed, g.n)
-	m := map[string]any{"id": id, "type": string(typ), "occurredAt": g.time(), "projectId": project, "data": data}
-	entity := project
-	switch {
-	case typ.RenderScoped():
-		if g.rng.IntN(10) == 0 {
-			render = strings.ToUpper(render)
-		}
-		m["renderId"], entity = render, render
-	case typ == events.TypeAPIKeyCreated || typ == events.TypeAPIKeyRevoked:
-		entity = data["keyId"].(string)
+	e := eventstest.Event{ID: fmt.Sprintf("ev-%d-%d", g.seed, g.n), Type: typ, Project: project, Render: render, Data: data}
+	e.Key, _ = data["keyId"].(string) // the subject of an apikey event ends with it
+	at := g.time()
+	if typ.RenderScoped() && g.rng.IntN(10) == 0 {
+		e.Render = strings.ToUpper(render)
 	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		panic(err)
-	}
-	return propEvent{subject: events.Subject(typ, entity), data: b, msgID: id}
+	m := e.Envelope()
+	m["occurredAt"] = at
+	return propEvent{subject: e.Subject(), data: mustJSON(m), msgID: e.ID}
 }
 
 func (g *propGen) emit(ev propEvent) { g.out = append(g.out, ev) }

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/craftkit/sharesd/events/eventstest"
+	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector"
 )
 
@@ -18,7 +20,7 @@ func TestRestartMidStream(t *testing.T) {
 		name := map[bool]string{false: "during the first build", true: "while live"}[live]
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t)
-			project := newUUID()
+			project := eventstest.NewUUID()
 			evs := workload(project, 4, 10, 60) // 2,444 events, mostly views
 			var first *running
 			if live {
@@ -30,7 +32,7 @@ func TestRestartMidStream(t *testing.T) {
 			if !live {
 				first = e.startWith(t, projector.Config{BatchSize: 8})
 			}
-			waitFor(t, 20*time.Second, func() error {
+			polltest.WaitFor(t, 20*time.Second, func() error {
 				if st := first.p.Status(); st.Applied < last/4 {
 					return fmt.Errorf("first projector at %d, want %d", st.Applied, last/4)
 				}
@@ -53,7 +55,7 @@ func TestRestartMidStream(t *testing.T) {
 			// Let a crash before the position was saved be simulated too:
 			// what lies between the saved and the applied position is
 			// delivered again and must not count twice.
-			if err := e.store.ResetPos(context.Background(), gen, pos/2); err != nil {
+			if err := e.store.Rewind(context.Background(), gen, pos/2); err != nil {
 				t.Fatal(err)
 			}
 
@@ -73,7 +75,7 @@ func TestTwoProjectors(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	a, b := e.start(t), e.start(t)
-	project := newUUID()
+	project := eventstest.NewUUID()
 	evs := workload(project, 3, 5, 20)
 	e.publishAsync(t, evs)
 	e.waitApplied(t, e.lastSeq(t), a, b)
@@ -81,7 +83,7 @@ func TestTwoProjectors(t *testing.T) {
 	m.check(t, e)
 
 	var leader, standby *running
-	waitFor(t, 5*time.Second, func() error {
+	polltest.WaitFor(t, 5*time.Second, func() error {
 		la, lb := a.p.Status().Leader, b.p.Status().Leader
 		switch {
 		case la && !lb:
@@ -131,7 +133,7 @@ func TestShutdown(t *testing.T) {
 	t.Run("idle", func(t *testing.T) {
 		e := newEnv(t)
 		r := e.start(t)
-		project := newUUID()
+		project := eventstest.NewUUID()
 		evs := workload(project, 2, 3, 5)
 		seqs := e.publishAsync(t, evs)
 		last := seqs[len(seqs)-1]
@@ -154,11 +156,11 @@ func TestShutdown(t *testing.T) {
 		e := newEnv(t)
 		r := e.startWith(t, projector.Config{BatchSize: 8})
 		e.waitApplied(t, 0, r)
-		project := newUUID()
+		project := eventstest.NewUUID()
 		evs := workload(project, 2, 5, 150)
 		seqs := e.publishAsync(t, evs)
 		last := seqs[len(seqs)-1]
-		waitFor(t, 20*time.Second, func() error {
+		polltest.WaitFor(t, 20*time.Second, func() error {
 			if st := r.p.Status(); st.Applied < last/4 {
 				return fmt.Errorf("projector at %d, want %d", st.Applied, last/4)
 			}
@@ -191,13 +193,13 @@ func TestCheckpoint(t *testing.T) {
 	e := newEnv(t)
 	r := e.startWith(t, projector.Config{BatchSize: 1})
 	e.waitApplied(t, 0, r)
-	project, render := newUUID(), newUUID()
+	project, render := eventstest.NewUUID(), eventstest.NewUUID()
 	var prev, seq uint64
-	for _, ev := range []event{renderCreated(project, render), shareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
-		shareViewed(project, render, "s1"), shareViewed(project, render, "s1")} {
+	for _, ev := range []eventstest.Event{eventstest.RenderCreated(project, render), eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
+		eventstest.ShareViewed(project, render, "s1"), eventstest.ShareViewed(project, render, "s1")} {
 		prev, seq = seq, e.publish(t, ev)
 		// One event at a time: each is a batch of its own.
-		waitFor(t, 10*time.Second, func() error {
+		polltest.WaitFor(t, 10*time.Second, func() error {
 			if st := r.p.Status(); st.Applied < seq {
 				return fmt.Errorf("projector at %d, want %d", st.Applied, seq)
 			}

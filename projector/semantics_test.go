@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/events/natstest"
 	"github.com/craftkit/sharesd/projector"
 	"github.com/craftkit/sharesd/projector/readmodel"
@@ -21,24 +22,24 @@ func TestSemantics(t *testing.T) {
 	r := e.start(t)
 
 	t.Run("an event published twice with the same Nats-Msg-Id counts once", func(t *testing.T) {
-		project, render := newUUID(), newUUID()
-		e.publish(t, shareCreated(project, render, "s1", "2026-06-05T10:00:00Z"))
-		view := shareViewed(project, render, "s1")
+		project, render := eventstest.NewUUID(), eventstest.NewUUID()
+		e.publish(t, eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z"))
+		view := eventstest.ShareViewed(project, render, "s1")
 		first, second := e.publish(t, view), e.publish(t, view)
 		if first != second {
 			t.Fatalf("JetStream stored the copy at %d and %d, want it deduplicated", first, second)
 		}
-		e.waitApplied(t, e.publish(t, shareViewed(project, render, "s1")), r)
+		e.waitApplied(t, e.publish(t, eventstest.ShareViewed(project, render, "s1")), r)
 		e.wantClicks(t, project, render, map[string]int{"s1": 2})
 	})
 
 	t.Run("an event id republished under another Nats-Msg-Id counts once", func(t *testing.T) {
-		project, render := newUUID(), newUUID()
-		e.publish(t, shareCreated(project, render, "s1", "2026-06-05T10:00:00Z"))
-		view := shareViewed(project, render, "s1")
+		project, render := eventstest.NewUUID(), eventstest.NewUUID()
+		e.publish(t, eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z"))
+		view := eventstest.ShareViewed(project, render, "s1")
 		before := metric(t, r.reg, "sharesd_events_applied_total", "type", "share.viewed", "outcome", "duplicate")
-		first := natstest.Publish(t, e.js, view.subject(), view.body(), "publisher-try-1")
-		second := natstest.Publish(t, e.js, view.subject(), view.body(), "publisher-try-2")
+		first := natstest.Publish(t, e.js, view.Subject(), view.Body(), "publisher-try-1")
+		second := natstest.Publish(t, e.js, view.Subject(), view.Body(), "publisher-try-2")
 		if first == second {
 			t.Fatalf("both copies at %d: JetStream deduplicated them, the test needs two", first)
 		}
@@ -50,10 +51,10 @@ func TestSemantics(t *testing.T) {
 	})
 
 	t.Run("a second share.created for a share changes nothing", func(t *testing.T) {
-		project, render := newUUID(), newUUID()
-		again := shareCreated(project, render, "s1", "2027-01-01T00:00:00Z")
-		again.data["channel"], again.data["shareToken"], again.data["message"] = "email", "cks_other", "second"
-		seq := e.publish(t, shareCreated(project, render, "s1", "2026-06-05T10:00:00Z"), again)
+		project, render := eventstest.NewUUID(), eventstest.NewUUID()
+		again := eventstest.ShareCreated(project, render, "s1", "2027-01-01T00:00:00Z")
+		again.Data["channel"], again.Data["shareToken"], again.Data["message"] = "email", "cks_other", "second"
+		seq := e.publish(t, eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z"), again)
 		e.waitApplied(t, seq, r)
 		l := e.mustList(t, project, render)
 		want := share{ID: "s1", Channel: "link", CreatedAt: "2026-06-05T10:00:00.000Z",
@@ -64,11 +65,11 @@ func TestSemantics(t *testing.T) {
 	})
 
 	t.Run("the first revocation wins", func(t *testing.T) {
-		project, render := newUUID(), newUUID()
-		seq := e.publish(t, shareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
-			shareRevoked(project, render, "s1", "2026-06-05T11:00:00Z", "revoked_by_partner"),
-			shareRevoked(project, render, "s1", "2026-06-05T12:00:00Z", "expired"),
-			shareRevoked(project, render, "s1", "2026-06-05T13:00:00Z", nil))
+		project, render := eventstest.NewUUID(), eventstest.NewUUID()
+		seq := e.publish(t, eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
+			eventstest.ShareRevoked(project, render, "s1", "2026-06-05T11:00:00Z", "revoked_by_partner"),
+			eventstest.ShareRevoked(project, render, "s1", "2026-06-05T12:00:00Z", "expired"),
+			eventstest.ShareRevoked(project, render, "s1", "2026-06-05T13:00:00Z", nil))
 		e.waitApplied(t, seq, r)
 		l := e.mustList(t, project, render)
 		if len(l) != 1 || l[0].RevokedAt == nil || *l[0].RevokedAt != "2026-06-05T11:00:00.000Z" ||
@@ -78,54 +79,54 @@ func TestSemantics(t *testing.T) {
 	})
 
 	t.Run("views of a revoked share count", func(t *testing.T) {
-		project, render := newUUID(), newUUID()
-		seq := e.publish(t, shareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
-			shareViewed(project, render, "s1"),
-			shareRevoked(project, render, "s1", "2026-06-05T11:00:00Z", nil),
-			shareViewed(project, render, "s1"), shareViewed(project, render, "s1"))
+		project, render := eventstest.NewUUID(), eventstest.NewUUID()
+		seq := e.publish(t, eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
+			eventstest.ShareViewed(project, render, "s1"),
+			eventstest.ShareRevoked(project, render, "s1", "2026-06-05T11:00:00Z", nil),
+			eventstest.ShareViewed(project, render, "s1"), eventstest.ShareViewed(project, render, "s1"))
 		e.waitApplied(t, seq, r)
 		e.wantClicks(t, project, render, map[string]int{"s1": 3})
 	})
 
 	t.Run("views before share.created show once it exists", func(t *testing.T) {
-		project, render := newUUID(), newUUID()
-		seq := e.publish(t, renderCreated(project, render),
-			shareViewed(project, render, "s1"), shareViewed(project, render, "s1"),
-			shareViewed(project, render, "s2"))
+		project, render := eventstest.NewUUID(), eventstest.NewUUID()
+		seq := e.publish(t, eventstest.RenderCreated(project, render),
+			eventstest.ShareViewed(project, render, "s1"), eventstest.ShareViewed(project, render, "s1"),
+			eventstest.ShareViewed(project, render, "s2"))
 		e.waitApplied(t, seq, r)
 		e.wantClicks(t, project, render, map[string]int{})
-		e.waitApplied(t, e.publish(t, shareCreated(project, render, "s1", "2026-06-05T10:00:00Z")), r)
+		e.waitApplied(t, e.publish(t, eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z")), r)
 		e.wantClicks(t, project, render, map[string]int{"s1": 2})
-		e.waitApplied(t, e.publish(t, shareViewed(project, render, "s1"),
-			shareCreated(project, render, "s2", "2026-06-05T10:01:00Z")), r)
+		e.waitApplied(t, e.publish(t, eventstest.ShareViewed(project, render, "s1"),
+			eventstest.ShareCreated(project, render, "s2", "2026-06-05T10:01:00Z")), r)
 		e.wantClicks(t, project, render, map[string]int{"s1": 3, "s2": 1})
 	})
 
 	t.Run("share.created registers an unknown render under its projectId", func(t *testing.T) {
-		project, render := newUUID(), newUUID()
-		e.waitApplied(t, e.publish(t, shareCreated(project, render, "s1", "2026-06-05T10:00:00Z")), r)
+		project, render := eventstest.NewUUID(), eventstest.NewUUID()
+		e.waitApplied(t, e.publish(t, eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z")), r)
 		e.wantClicks(t, project, render, map[string]int{"s1": 0})
-		if _, err := e.list(t, newUUID(), render); !errors.Is(err, readmodel.ErrNotFound) {
+		if _, err := e.list(t, eventstest.NewUUID(), render); !errors.Is(err, readmodel.ErrNotFound) {
 			t.Fatalf("list from another project: %v, want ErrNotFound", err)
 		}
 	})
 
 	t.Run("an event of another project is rejected and dead-lettered", func(t *testing.T) {
-		project, other, render := newUUID(), newUUID(), newUUID()
+		project, other, render := eventstest.NewUUID(), eventstest.NewUUID(), eventstest.NewUUID()
 		before := metric(t, r.reg, "sharesd_events_deadlettered_total", "reason", "project_mismatch")
-		e.publish(t, renderCreated(project, render), shareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
-			shareViewed(project, render, "s1"))
-		foreign := []event{
-			shareCreated(other, render, "s2", "2026-06-05T10:01:00Z"),
-			shareViewed(other, render, "s1"),
-			shareRevoked(other, render, "s1", "2026-06-05T11:00:00Z", "stolen"),
-			renderDeleted(other, render),
+		e.publish(t, eventstest.RenderCreated(project, render), eventstest.ShareCreated(project, render, "s1", "2026-06-05T10:00:00Z"),
+			eventstest.ShareViewed(project, render, "s1"))
+		foreign := []eventstest.Event{
+			eventstest.ShareCreated(other, render, "s2", "2026-06-05T10:01:00Z"),
+			eventstest.ShareViewed(other, render, "s1"),
+			eventstest.ShareRevoked(other, render, "s1", "2026-06-05T11:00:00Z", "stolen"),
+			eventstest.RenderDeleted(other, render),
 		}
 		seqs := make([]uint64, len(foreign))
 		for i, ev := range foreign {
 			seqs[i] = e.publish(t, ev)
 		}
-		e.waitApplied(t, e.publish(t, shareViewed(project, render, "s1")), r)
+		e.waitApplied(t, e.publish(t, eventstest.ShareViewed(project, render, "s1")), r)
 
 		l := e.mustList(t, project, render)
 		if len(l) != 1 || l[0].ID != "s1" || l[0].ClickCount != 2 || l[0].RevokedAt != nil {
@@ -137,9 +138,9 @@ func TestSemantics(t *testing.T) {
 		for i, seq := range seqs {
 			dl := e.deadLetterOf(t, seq)
 			if dl == nil {
-				t.Fatalf("%s of another project (seq %d) not dead-lettered", foreign[i].typ, seq)
+				t.Fatalf("%s of another project (seq %d) not dead-lettered", foreign[i].Type, seq)
 			}
-			checkDeadLetter(t, dl, foreign[i].subject(), foreign[i].body(), foreign[i].id, seq, "projectId")
+			checkDeadLetter(t, dl, foreign[i].Subject(), foreign[i].Body(), foreign[i].ID, seq, "projectId")
 		}
 		if got := metric(t, r.reg, "sharesd_events_deadlettered_total", "reason", "project_mismatch") - before; got != float64(len(foreign)) {
 			t.Fatalf("project_mismatch dead letters = %v, want %d", got, len(foreign))
@@ -147,10 +148,11 @@ func TestSemantics(t *testing.T) {
 	})
 
 	t.Run("an API key event of another project is rejected", func(t *testing.T) {
-		project, keyID := newUUID(), "key_"+newUUID()[:8]
-		hash := keyHash("ck_live_" + keyID)
-		e.publish(t, apikeyCreated(project, keyID, hash, "live"))
-		seq := e.publish(t, apikeyRevoked(newUUID(), keyID))
+		project, keyID := eventstest.NewUUID(), "key_"+eventstest.NewUUID()[:8]
+		key := "ck_live_" + keyID
+		hash := events.KeyHash(key)
+		e.publish(t, eventstest.APIKeyCreated(project, keyID, key, "live"))
+		seq := e.publish(t, eventstest.APIKeyRevoked(eventstest.NewUUID(), keyID))
 		e.waitApplied(t, seq, r)
 		k, err := e.store.Key(t.Context(), hash)
 		if err != nil {
@@ -165,7 +167,7 @@ func TestSemantics(t *testing.T) {
 	})
 
 	t.Run("interleaved renders", func(t *testing.T) {
-		project := newUUID()
+		project := eventstest.NewUUID()
 		evs := workload(project, 4, 5, 3)
 		e.publishAsync(t, evs)
 		e.waitApplied(t, e.lastSeq(t), r)

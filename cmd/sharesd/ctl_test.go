@@ -39,7 +39,7 @@ type ctlHarness struct {
 // when withProjector is set.
 func startCtl(t *testing.T, withProjector bool) *ctlHarness {
 	t.Helper()
-	ns, _, js := natstest.Start(t)
+	ns, _, js := natstest.Start(t, projector.EnsureStreams)
 	rs := redistest.Start(t)
 	vars := map[string]string{"NATS_URL": ns.ClientURL(), "REDIS_URL": rs.URL, "LOG_LEVEL": "error"}
 	h := &ctlHarness{

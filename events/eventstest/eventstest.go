@@ -61,9 +61,20 @@ func (e Event) Subject() string {
 	return ev.Subject()
 }
 
-// Body is e's JSON, occurring at OccurredAt.
+// Body is e's JSON, occurring at OccurredAt: Envelope, encoded.
 func (e Event) Body() []byte {
-	data := e.Data
+	b, err := json.Marshal(e.Envelope())
+	if err != nil {
+		panic(fmt.Sprintf("eventstest: %s: %v", e.Type, err)) // a test bug: a data member that does not marshal
+	}
+	return b
+}
+
+// Envelope is the JSON object Body encodes, as a map a test may change to
+// make a malformed event (a missing member, another type). Its "data" is a
+// copy of e.Data.
+func (e Event) Envelope() map[string]any {
+	data := maps.Clone(e.Data)
 	if data == nil {
 		data = map[string]any{}
 	}
@@ -71,11 +82,7 @@ func (e Event) Body() []byte {
 	if e.Type.RenderScoped() {
 		m["renderId"] = e.Render
 	}
-	b, err := json.Marshal(m)
-	if err != nil {
-		panic(fmt.Sprintf("eventstest: %s: %v", e.Type, err)) // a test bug: a data member that does not marshal
-	}
-	return b
+	return m
 }
 
 // Decode decodes e from its subject with events.Decode, as the projector

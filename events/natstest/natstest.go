@@ -16,8 +16,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/craftkit/sharesd/events"
 )
 
 // Launch runs an embedded NATS server with JetStream on host:port
@@ -107,27 +105,17 @@ func Connect(t testing.TB, s *server.Server, opts ...jetstream.JetStreamOpt) (*n
 }
 
 // Start runs a server with StartServer, connects to it with Connect and
-// creates the CRAFTKIT and CRAFTKIT_DEADLETTER streams.
-func Start(t testing.TB) (*server.Server, *nats.Conn, jetstream.JetStream) {
+// calls setup, which creates the streams: pass projector.EnsureStreams, so
+// that tests use the streams the projector creates, not a copy of their
+// configuration.
+func Start(t testing.TB, setup func(context.Context, jetstream.JetStream) error) (*server.Server, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	s := StartServer(t, "")
 	nc, js := Connect(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	for _, cfg := range []jetstream.StreamConfig{{
-		Name:       events.Stream,
-		Subjects:   []string{events.Subjects},
-		Storage:    jetstream.FileStorage,
-		Retention:  jetstream.LimitsPolicy,
-		Duplicates: 2 * time.Minute,
-	}, {
-		Name:     events.DeadLetterStream,
-		Subjects: []string{events.DeadLetterSubjects},
-		Storage:  jetstream.FileStorage,
-	}} {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			t.Fatalf("natstest: create stream %s: %v", cfg.Name, err)
-		}
+	if err := setup(ctx, js); err != nil {
+		t.Fatalf("natstest: create streams: %v", err)
 	}
 	return s, nc, js
 }

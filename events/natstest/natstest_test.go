@@ -12,11 +12,12 @@ import (
 	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/events/natstest"
 	"github.com/craftkit/sharesd/events/polltest"
+	"github.com/craftkit/sharesd/projector"
 )
 
 func TestStart(t *testing.T) {
 	t.Parallel()
-	s, nc, js := natstest.Start(t)
+	s, nc, js := natstest.Start(t, projector.EnsureStreams)
 
 	if got, want := nc.ConnectedUrl(), s.ClientURL(); got != want {
 		t.Fatalf("connected url = %q, want %q", got, want)
@@ -24,20 +25,26 @@ func TestStart(t *testing.T) {
 	if port := s.Addr().(*net.TCPAddr).Port; port == 4222 {
 		t.Fatalf("server port = %d, want a random port", port)
 	}
-	for _, tt := range []struct{ name, subject string }{
-		{events.Stream, events.Subjects},
-		{events.DeadLetterStream, events.DeadLetterSubjects},
-	} {
-		info := streamInfo(t, js, tt.name)
-		if got, want := len(info.Config.Subjects), 1; got != want {
-			t.Fatalf("%s: subjects = %v, want [%s]", tt.name, info.Config.Subjects, tt.subject)
+	// The streams are the projector's own (projector.EnsureStreams), not a
+	// copy of their configuration.
+	for _, want := range []jetstream.StreamConfig{projector.StreamConfig(), projector.DeadLetterConfig()} {
+		name := want.Name
+		info := streamInfo(t, js, name)
+		if got := info.Config.Subjects; len(got) != 1 || got[0] != want.Subjects[0] {
+			t.Fatalf("%s: subjects = %v, want %v", name, got, want.Subjects)
 		}
-		if got, want := info.Config.Subjects[0], tt.subject; got != want {
-			t.Fatalf("%s: subject = %q, want %q", tt.name, got, want)
+		if got, want := info.Config.Storage, want.Storage; got != want {
+			t.Fatalf("%s: storage = %v, want %v", name, got, want)
 		}
-		if got, want := info.Config.Storage, jetstream.FileStorage; got != want {
-			t.Fatalf("%s: storage = %v, want %v", tt.name, got, want)
+		if got, want := info.Config.Retention, want.Retention; got != want {
+			t.Fatalf("%s: retention = %v, want %v", name, got, want)
 		}
+		if got, want := info.Config.Duplicates, want.Duplicates; want != 0 && got != want {
+			t.Fatalf("%s: duplicate window = %v, want %v", name, got, want)
+		}
+	}
+	if _, err := js.KeyValue(t.Context(), projector.DeadLetterBucket); err != nil {
+		t.Fatalf("dead-letter bucket: %v", err)
 	}
 }
 
@@ -60,7 +67,7 @@ func TestLaunch(t *testing.T) {
 
 func TestPublish(t *testing.T) {
 	t.Parallel()
-	_, _, js := natstest.Start(t)
+	_, _, js := natstest.Start(t, projector.EnsureStreams)
 
 	t.Run("sequences increase", func(t *testing.T) {
 		var last uint64
@@ -96,7 +103,7 @@ func TestPublish(t *testing.T) {
 
 func TestRestartServer(t *testing.T) {
 	t.Parallel()
-	s, nc, js := natstest.Start(t)
+	s, nc, js := natstest.Start(t, projector.EnsureStreams)
 	for i := range 3 {
 		natstest.Publish(t, js, "craftkit.render.created.r1", []byte("{}"), fmt.Sprintf("m-%d", i))
 	}

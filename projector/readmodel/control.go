@@ -22,10 +22,16 @@ func (s *Store) SetPos(ctx context.Context, gen string, pos uint64) error {
 	return nil
 }
 
-// ResetPos sets gen's resume position to pos even when that is lower (a
-// rebuild that starts again from scratch).
-func (s *Store) ResetPos(ctx context.Context, gen string, pos uint64) error {
-	return s.rdb.HSet(ctx, ctlKey(), posField(gen), pos).Err()
+// Rewind sets gen's resume position back to pos (SetPos only raises it):
+// the projector that next starts on gen reads the stream again from pos+1,
+// as after a crash that lost its last saved positions. No list changes:
+// every render, project and key skips the sequences it has applied, so the
+// events read again count once.
+func (s *Store) Rewind(ctx context.Context, gen string, pos uint64) error {
+	if err := s.rdb.HSet(ctx, ctlKey(), posField(gen), pos).Err(); err != nil {
+		return fmt.Errorf("rewind %s to %d: %w", gen, pos, err)
+	}
+	return nil
 }
 
 // SetStream records the identity of the stream gen is built from, so a
