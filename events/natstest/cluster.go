@@ -1,0 +1,176 @@
+package natstest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/craftkit/sharesd/events/polltest"
+)
+
+// A Cluster is a JetStream cluster of embedded servers on loopback, each
+// with its own store directory and fixed client and route ports, so a node
+// shut down can come back as itself (Restart).
+type Cluster struct {
+	// URL lists every node's client URL, comma-separated: the form of
+	// NATS_URL and of nats.Connect for a cluster.
+	URL     string
+	Servers []*server.Server // nil for a node that is down
+
+	t    testing.TB
+	opts []*server.Options
+}
+
+// StartCluster runs a JetStream cluster of n embedded servers (n ≥ 1; 3
+// for R3 streams) on free loopback ports, with routes between all of them,
+// and returns once JetStream has a meta leader and every node is current.
+// The servers are shut down when the test ends.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	ports := make([]int, 2*n) // client ports, then route ports
+	for i := range ports {
+		ports[i] = freePort(t)
+	}
+	routes := make([]*url.URL, n)
+	urls := make([]string, n)
+	for i := range n {
+		routes[i] = &url.URL{Scheme: "nats", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[n+i]))}
+		urls[i] = "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i]))
+	}
+	c := &Cluster{URL: strings.Join(urls, ","), Servers: make([]*server.Server, n), t: t}
+	for i := range n {
+		c.opts = append(c.opts, &server.Options{
+			ServerName: "n" + strconv.Itoa(i+1),
+			Host:       "127.0.0.1",
+			Port:       ports[i],
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+			Cluster:    server.ClusterOpts{Name: "sharesd-test", Host: "127.0.0.1", Port: ports[n+i]},
+			Routes:     routes,
+			NoLog:      true,
+			NoSigs:     true,
+		})
+	}
+	t.Cleanup(func() {
+		for i := range c.Servers {
+			c.Shutdown(i)
+		}
+	})
+	for i := range n { // start them together: each waits for the others' routes
+		s, err := server.NewServer(c.opts[i])
+		if err != nil {
+			t.Fatalf("natstest: cluster node %d: %v", i+1, err)
+		}
+		c.Servers[i] = s
+		go s.Start()
+	}
+	c.WaitReady()
+	return c
+}
+
+// WaitReady waits until every running node accepts connections, JetStream
+// has a meta leader and every node is current with it.
+func (c *Cluster) WaitReady() {
+	c.t.Helper()
+	err := polltest.Poll(20*time.Second, func() error {
+		leader := false
+		for i, s := range c.Servers {
+			if s == nil {
+				continue
+			}
+			if !s.ReadyForConnections(10 * time.Millisecond) {
+				return fmt.Errorf("node %d not accepting connections", i+1)
+			}
+			if !s.JetStreamIsCurrent() {
+				return fmt.Errorf("node %d: jetstream not current", i+1)
+			}
+			leader = leader || s.JetStreamIsLeader()
+		}
+		if !leader {
+			return errors.New("no jetstream meta leader")
+		}
+		return nil
+	})
+	if err != nil {
+		c.t.Fatalf("natstest: cluster: %v", err)
+	}
+}
+
+// Shutdown stops node i (from 0) and waits until it has stopped. The
+// others elect new leaders for what it led.
+func (c *Cluster) Shutdown(i int) {
+	if s := c.Servers[i]; s != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+		c.Servers[i] = nil
+	}
+}
+
+// Restart starts node i again, after Shutdown, on its ports with its store
+// directory, and waits until the cluster is ready again.
+func (c *Cluster) Restart(i int) *server.Server {
+	c.t.Helper()
+	c.Shutdown(i)
+	s, err := server.NewServer(c.opts[i])
+	if err != nil {
+		c.t.Fatalf("natstest: restart node %d: %v", i+1, err)
+	}
+	c.Servers[i] = s
+	go s.Start()
+	c.WaitReady()
+	return s
+}
+
+// StreamLeader returns the index of the node that leads stream, or -1
+// while it has none.
+func (c *Cluster) StreamLeader(stream string) int {
+	for i, s := range c.Servers {
+		if s != nil && s.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
+			return i
+		}
+	}
+	return -1
+}
+
+// Connect connects to the cluster (every node's URL) with a client that
+// retries forever, and returns it with its JetStream handle. The
+// connection is closed when the test ends.
+func (c *Cluster) Connect(t testing.TB, opts ...jetstream.JetStreamOpt) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(c.URL, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatalf("natstest: connect to cluster: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc, opts...)
+	if err != nil {
+		t.Fatalf("natstest: jetstream: %v", err)
+	}
+	return nc, js
+}
+
+// freePort returns a loopback TCP port that was free a moment ago (never
+// 4222).
+func freePort(t testing.TB) int {
+	t.Helper()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("natstest: free port: %v", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		_ = ln.Close()
+		if port != 4222 {
+			return port
+		}
+	}
+}
