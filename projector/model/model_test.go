@@ -1,13 +1,13 @@
 package model_test
 
 import (
-	"encoding/json"
 	"maps"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/projector/model"
 )
 
@@ -42,19 +42,17 @@ func (s *stream) advance(d time.Duration) *stream { s.now = s.now.Add(d); return
 // project id otherwise.
 func (s *stream) add(id string, typ events.Type, project, entity string, data map[string]any) *stream {
 	s.t.Helper()
-	env := map[string]any{"id": id, "type": string(typ), "occurredAt": "2026-06-05T10:00:00Z", "projectId": project, "data": data}
+	e := eventstest.Event{ID: id, Type: typ, Project: project, Data: data}
 	if typ.RenderScoped() {
-		env["renderId"] = entity
+		e.Render = entity
+	} else {
+		e.Key = entity // the subject of an apikey event ends with its key id
 	}
-	if data == nil {
-		env["data"] = map[string]any{}
-	}
-	b, err := json.Marshal(env)
-	if err != nil {
-		s.t.Fatalf("marshal: %v", err)
-	}
-	return s.raw(events.Subject(typ, entity), b)
+	return s.event(e)
 }
+
+// event appends e as a publisher sends it.
+func (s *stream) event(e eventstest.Event) *stream { return s.raw(e.Subject(), e.Body()) }
 
 // raw appends a message as it is, well-formed or not.
 func (s *stream) raw(subject string, data []byte) *stream {
@@ -64,18 +62,15 @@ func (s *stream) raw(subject string, data []byte) *stream {
 }
 
 func (s *stream) created(id, project, render, share, createdAt string) *stream {
-	return s.add(id, events.TypeShareCreated, project, render, map[string]any{
-		"shareId": share, "channel": "link", "recipientEmail": nil, "message": nil,
-		"expiresAt": nil, "createdAt": createdAt, "shareToken": "cks_" + share,
-	})
+	return s.event(eventstest.ShareCreated(project, render, share, createdAt).WithID(id))
 }
 
 func (s *stream) viewed(id, project, render, share string) *stream {
-	return s.add(id, events.TypeShareViewed, project, render, map[string]any{"shareId": share, "viewedAt": "2026-06-05T12:00:00Z"})
+	return s.event(eventstest.ShareViewed(project, render, share).WithID(id))
 }
 
 func (s *stream) revoked(id, project, render, share, at string, reason any) *stream {
-	return s.add(id, events.TypeShareRevoked, project, render, map[string]any{"shareId": share, "revokedAt": at, "reason": reason})
+	return s.event(eventstest.ShareRevoked(project, render, share, at, reason).WithID(id))
 }
 
 func (s *stream) fold(horizon time.Duration) *model.Model { return model.Fold(s.msgs, horizon) }

@@ -64,3 +64,37 @@ func TestLeaseHolder(t *testing.T) {
 		t.Fatalf("successor's lease: %v %v; want it taken at once", ok, err)
 	}
 }
+
+// TestRewind checks that Rewind lowers a position that SetPos only raises,
+// and that it touches no other generation.
+func TestRewind(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, time.Hour)
+	ctx := context.Background()
+	const other = "gother"
+	for gen, pos := range map[string]uint64{f.gen: 10, other: 7} {
+		if err := f.store.SetPos(ctx, gen, pos); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pos := func() (uint64, uint64) {
+		t.Helper()
+		ctl, err := f.store.ReadControl(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ctl.Pos[f.gen], ctl.Pos[other]
+	}
+	if err := f.store.SetPos(ctx, f.gen, 3); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := pos(); got != 10 {
+		t.Fatalf("SetPos lower: position %d, want 10 kept", got)
+	}
+	if err := f.store.Rewind(ctx, f.gen, 3); err != nil {
+		t.Fatal(err)
+	}
+	if got, kept := pos(); got != 3 || kept != 7 {
+		t.Fatalf("after Rewind to 3: positions %d and %d, want 3 and the other's 7", got, kept)
+	}
+}
