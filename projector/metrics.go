@@ -35,7 +35,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	f := factory{reg}
 	return &Metrics{
 		Applied: f.counterVec("sharesd_events_applied_total", "Events processed by the projector, by event type and outcome "+
-			"(applied, stale, duplicate, project_mismatch, render_deleted).", "type", "outcome"),
+			"(applied, stale, duplicate, project_mismatch, stale_project_mismatch, render_deleted, pending, key_hash_taken).", "type", "outcome"),
 		DeadLettered: f.counterVec("sharesd_events_deadlettered_total", "Events copied to the dead-letter stream, by reason.", "reason"),
 		DeadLetterFailed: f.counterVec("sharesd_events_deadletter_failed_total", "Bad events the dead-letter stream refused even as a headers-only copy, "+
 			"recorded in the SHARESD_DEADLETTER bucket and passed over, by refusal (too_large, header, subject, stream_full, sealed, refused), "+

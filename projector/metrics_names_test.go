@@ -28,7 +28,7 @@ func TestMetricNames(t *testing.T) {
 		typ  dto.MetricType
 		help string
 	}{
-		"sharesd_events_applied_total":           {counter, "Events processed by the projector, by event type and outcome (applied, stale, duplicate, project_mismatch, render_deleted)."},
+		"sharesd_events_applied_total":           {counter, "Events processed by the projector, by event type and outcome (applied, stale, duplicate, project_mismatch, stale_project_mismatch, render_deleted, pending, key_hash_taken)."},
 		"sharesd_events_deadlettered_total":      {counter, "Events copied to the dead-letter stream, by reason."},
 		"sharesd_events_deadletter_failed_total": {counter, "Bad events the dead-letter stream refused even as a headers-only copy, recorded in the SHARESD_DEADLETTER bucket and passed over, by refusal (too_large, header, subject, stream_full, sealed, refused), or held events gone from the stream before their render was registered (gone_from_stream)."},
 		"sharesd_redeliveries_total":             {counter, "Events delivered again after they had been applied (skipped by the sequence guard)."},
