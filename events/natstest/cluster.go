@@ -141,6 +141,24 @@ func (c *Cluster) StreamLeader(stream string) int {
 	return -1
 }
 
+// WaitStreamLeader waits until stream has a leader, which it has only
+// some time after it was created or its leader stopped, and returns its
+// index.
+func (c *Cluster) WaitStreamLeader(stream string) int {
+	c.t.Helper()
+	leader := -1
+	err := polltest.Poll(20*time.Second, func() error {
+		if leader = c.StreamLeader(stream); leader < 0 {
+			return fmt.Errorf("stream %s has no leader", stream)
+		}
+		return nil
+	})
+	if err != nil {
+		c.t.Fatalf("natstest: %v", err)
+	}
+	return leader
+}
+
 // Connect connects to the cluster (every node's URL) with a client that
 // retries forever, and returns it with its JetStream handle. The
 // connection is closed when the test ends.

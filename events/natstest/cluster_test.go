@@ -34,19 +34,13 @@ func TestStartCluster(t *testing.T) {
 	if _, err := js.CreateStream(ctx, cfg); err != nil {
 		t.Fatalf("create R3 stream: %v", err)
 	}
+	leader := c.WaitStreamLeader(events.Stream)
 	natstest.Publish(t, js, "craftkit.share.viewed.r1", []byte("{}"), "")
 
-	leader := c.StreamLeader(events.Stream)
-	if leader < 0 {
-		t.Fatal("stream has no leader")
-	}
 	c.Shutdown(leader)
-	polltest.WaitFor(t, 20*time.Second, func() error {
-		if l := c.StreamLeader(events.Stream); l < 0 || l == leader {
-			return fmt.Errorf("stream leader = %d, want another node than %d", l, leader)
-		}
-		return nil
-	})
+	if l := c.WaitStreamLeader(events.Stream); l == leader {
+		t.Fatalf("stream leader = %d, want another node than %d", l, leader)
+	}
 	natstest.Publish(t, js, "craftkit.share.viewed.r1", []byte("{}"), "")
 
 	restarted := c.Restart(leader)

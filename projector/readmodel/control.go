@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -92,7 +95,7 @@ func (s *Store) DropGen(ctx context.Context, gen string) (int64, error) {
 	if !validGen(gen) {
 		return 0, fmt.Errorf("bad generation name %q", gen)
 	}
-	var total int64
+	var total atomic.Int64
 	drop := func(ctx context.Context, c *redis.Client) error {
 		it := c.Scan(ctx, 0, genPattern(gen), 1000).Iterator()
 		batch := make([]string, 0, 500)
@@ -100,8 +103,17 @@ func (s *Store) DropGen(ctx context.Context, gen string) (int64, error) {
 			if len(batch) == 0 {
 				return nil
 			}
-			n, err := c.Unlink(ctx, batch...).Result()
-			total += n
+			// One UNLINK per key: on a cluster node, keys of several slots
+			// cannot share a command (CROSSSLOT), but can a pipeline.
+			p := c.Pipeline()
+			cmds := make([]*redis.IntCmd, len(batch))
+			for i, k := range batch {
+				cmds[i] = p.Unlink(ctx, k)
+			}
+			_, err := p.Exec(ctx)
+			for _, cmd := range cmds {
+				total.Add(cmd.Val())
+			}
 			batch = batch[:0]
 			return err
 		}
@@ -117,35 +129,30 @@ func (s *Store) DropGen(ctx context.Context, gen string) (int64, error) {
 		}
 		return flush()
 	}
-	var err error
-	switch c := s.rdb.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, drop)
-	case *redis.Client:
-		err = drop(ctx, c)
-	default:
-		err = fmt.Errorf("drop generation: unsupported client %T", s.rdb)
+	if err := s.forEachMaster(ctx, drop); err != nil {
+		return total.Load(), fmt.Errorf("drop generation %s: %w", gen, err)
 	}
-	if err != nil {
-		return total, fmt.Errorf("drop generation %s: %w", gen, err)
-	}
-	return total, s.rdb.HDel(ctx, ctlKey(), posField(gen), streamField(gen)).Err()
+	return total.Load(), s.rdb.HDel(ctx, ctlKey(), posField(gen), streamField(gen)).Err()
 }
 
-// Generations lists the generations that hold keys, found with SCAN.
+// Generations lists the generations that hold keys, found with SCAN on
+// every master of a cluster.
 func (s *Store) Generations(ctx context.Context) (map[string]int64, error) {
+	var mu sync.Mutex
 	gens := map[string]int64{}
-	it := s.rdb.Scan(ctx, 0, prefix+"g*", 1000).Iterator()
-	for it.Next(ctx) {
-		k := it.Val()[len(prefix):]
-		for i := 0; i < len(k); i++ {
-			if k[i] == ':' {
+	err := s.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		it := c.Scan(ctx, 0, prefix+"g*", 1000).Iterator()
+		for it.Next(ctx) {
+			k := it.Val()[len(prefix):]
+			if i := strings.IndexByte(k, ':'); i >= 0 {
+				mu.Lock()
 				gens[k[:i]]++
-				break
+				mu.Unlock()
 			}
 		}
-	}
-	return gens, it.Err()
+		return it.Err()
+	})
+	return gens, err
 }
 
 // SwapRender moves the rebuilt copy of one render (written to the scratch
@@ -172,11 +179,23 @@ func (s *Store) DropScratch(ctx context.Context, gen, renderID string) error {
 // ScratchGen is the generation name a single-render rebuild of gen writes.
 func ScratchGen(gen string) string { return scratchGen(gen) }
 
-// MaxmemoryPolicy returns Redis's maxmemory-policy.
+// MaxmemoryPolicy returns Redis's maxmemory-policy. On a cluster it asks
+// every master and returns the first policy other than noeviction that one
+// of them has, so a warning about eviction is not missed.
 func (s *Store) MaxmemoryPolicy(ctx context.Context) (string, error) {
-	m, err := s.rdb.ConfigGet(ctx, "maxmemory-policy").Result()
-	if err != nil {
-		return "", err
-	}
-	return m["maxmemory-policy"], nil
+	var mu sync.Mutex
+	policy := ""
+	err := s.forEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		m, err := c.ConfigGet(ctx, "maxmemory-policy").Result()
+		if err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if p := m["maxmemory-policy"]; policy == "" || policy == "noeviction" {
+			policy = p
+		}
+		return nil
+	})
+	return policy, err
 }

@@ -48,4 +48,13 @@
 //	                               built from: a recreated stream is noticed)
 //	sharesd:{meta}:lease   string  token of the projector that holds the lease (TTL)
 //	sharesd:applied        pub/sub channel: the projector's position after each batch
+//	                       (sharded pub/sub, SPUBLISH, on a Redis Cluster)
+//	sharesd:{fence:N}      string  Redis Cluster only: a counter bumped on one
+//	                               master before WAIT (see Store.Apply); N is
+//	                               chosen so that the key lies on that master
+//
+// On a Redis Cluster (New given a *redis.ClusterClient) SCAN-based code
+// (Generations, DropGen) and CONFIG GET run on every master, scripts are
+// loaded on every node, and Apply waits for a replica of every master it
+// wrote to before it returns (see Store.Apply).
 package readmodel

@@ -32,6 +32,25 @@ func (s *Store) Position(ctx context.Context) (uint64, error) {
 	return c.Pos[c.Active], nil
 }
 
+// announce queues the announcement of pos on p. On a cluster it is a
+// sharded PUBLISH (SPUBLISH), which stays within the channel's shard where
+// a PUBLISH would be broadcast to every node.
+func (s *Store) announce(ctx context.Context, p redis.Pipeliner, pos uint64) {
+	if s.cluster() != nil {
+		p.SPublish(ctx, appliedChannel(), pos)
+		return
+	}
+	p.Publish(ctx, appliedChannel(), pos)
+}
+
+// subscribe subscribes to the announcements (see announce).
+func (s *Store) subscribe(ctx context.Context) *redis.PubSub {
+	if c := s.cluster(); c != nil {
+		return c.SSubscribe(ctx, appliedChannel())
+	}
+	return s.rdb.Subscribe(ctx, appliedChannel())
+}
+
 // How FollowApplied watches its subscription.
 const (
 	followPing       = 5 * time.Second        // ping a subscription this quiet
@@ -47,7 +66,7 @@ const (
 // may come again or be lower than one before; f is called from one
 // goroutine.
 func (s *Store) FollowApplied(ctx context.Context, f func(AppliedPos)) {
-	sub := s.rdb.Subscribe(ctx, appliedChannel())
+	sub := s.subscribe(ctx)
 	defer sub.Close()
 	defer context.AfterFunc(ctx, func() { _ = sub.Close() })() // ends a blocked Receive
 	wait := followRetry

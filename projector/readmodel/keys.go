@@ -18,6 +18,11 @@ func leaseKey() string { return prefix + "{meta}:lease" }
 // position on, so readers waiting for ?minSeq need not poll.
 func appliedChannel() string { return prefix + "applied" }
 
+// fenceKey is a counter the projector bumps on one master of a Redis
+// Cluster before it WAITs for a replica (see Store.replicated); n is chosen
+// so that the key hashes to a slot of that master.
+func fenceKey(n string) string { return prefix + "{fence:" + n + "}" }
+
 // genPattern matches every key of generation gen (for SCAN MATCH).
 func genPattern(gen string) string { return prefix + gen + ":*" }
 

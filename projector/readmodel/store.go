@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,12 +34,19 @@ type Store struct {
 	rdb     redis.UniversalClient
 	horizon time.Duration
 	gen     atomic.Pointer[string] // last active generation seen by a read
+	fences  sync.Map               // master address -> its fence key (cluster only)
 }
 
-// New returns a Store on rdb that remembers event ids for horizon.
+// New returns a Store on rdb that remembers event ids for horizon. rdb is a
+// *redis.Client for a single node or a *redis.ClusterClient for a Redis
+// Cluster; New makes a cluster client look at the cluster again whenever a
+// command fails, so that it follows a failover at once.
 func New(rdb redis.UniversalClient, horizon time.Duration) *Store {
 	if horizon <= 0 {
 		horizon = DefaultHorizon
+	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		cc.AddHook(reloadOnError{cc})
 	}
 	return &Store{rdb: rdb, horizon: horizon}
 }
@@ -163,15 +171,27 @@ func (s *Store) ReadControl(ctx context.Context) (Control, error) {
 // one (a pipeline is not atomic). When announce is set, the last sequence is
 // published for readers waiting on ?minSeq. Apply returns one Result per op
 // and the control state read in the same round trip.
+//
+// On a Redis Cluster, Apply returns only once a replica of every master
+// that ops wrote to has acknowledged the writes, and fails with
+// ErrNotReplicated when one did not: a failover can then no longer lose
+// them, so the caller may save the batch's end as a position (see
+// projector/doc.go).
 func (s *Store) Apply(ctx context.Context, gen string, ops []Op, checkpoint uint64, announce bool) ([]Result, Control, error) {
 	out, ctl, err := s.apply(ctx, gen, ops, checkpoint, announce)
-	if isNoScript(err) { // Redis restarted or flushed its script cache
+	if isNoScript(err) { // Redis restarted or flushed its script cache, or a replica took over
 		if err := s.LoadScripts(ctx); err != nil {
 			return nil, Control{}, err
 		}
 		out, ctl, err = s.apply(ctx, gen, ops, checkpoint, announce)
 	}
-	return out, ctl, err
+	if err == nil && s.cluster() != nil {
+		err = s.replicated(ctx, opKeys(gen, ops))
+	}
+	if err != nil {
+		return nil, Control{}, err
+	}
+	return out, ctl, nil
 }
 
 func (s *Store) apply(ctx context.Context, gen string, ops []Op, checkpoint uint64, announce bool) ([]Result, Control, error) {
@@ -184,7 +204,7 @@ func (s *Store) apply(ctx context.Context, gen string, ops []Op, checkpoint uint
 		evalsha(ctx, p, setPos, []string{ctlKey()}, posField(gen), checkpoint)
 	}
 	if announce && len(ops) > 0 {
-		p.Publish(ctx, appliedChannel(), ops[len(ops)-1].Seq)
+		s.announce(ctx, p, ops[len(ops)-1].Seq)
 	}
 	ctlCmd := p.HGetAll(ctx, ctlKey())
 	if _, err := p.Exec(ctx); err != nil {
@@ -238,6 +258,26 @@ func parseResult(c *redis.Cmd) (Result, error) {
 func digest(id string) string {
 	sum := sha256.Sum256([]byte(id))
 	return string(sum[:16])
+}
+
+// opKeys returns, for each op, the first key its script writes: one key
+// per slot it touches.
+func opKeys(gen string, ops []Op) []string {
+	keys := make([]string, len(ops))
+	for i := range ops {
+		ev := ops[i].Event
+		switch d := ev.Data.(type) {
+		case *events.APIKeyCreated:
+			keys[i] = keyKeys(gen, d.KeyID)[0]
+		case *events.APIKeyRevoked:
+			keys[i] = keyKeys(gen, d.KeyID)[0]
+		case *events.ProjectUpdated:
+			keys[i] = projectKey(gen, ev.ProjectID)
+		default:
+			keys[i] = renderKeysOf(gen, ev.RenderID)[kRender]
+		}
+	}
+	return keys
 }
 
 func (s *Store) queue(ctx context.Context, p redis.Pipeliner, gen string, op *Op) *redis.Cmd {

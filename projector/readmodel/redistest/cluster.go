@@ -249,21 +249,25 @@ func (c *Cluster) KillMaster(i int) int {
 	if got := c.Role(i); got != "master" {
 		c.t.Fatalf("redistest: kill master: node %d is a %s", i, got)
 	}
-	replica := -1
-	for j := range c.Nodes {
-		if j != i && c.up(j) && c.replicaOf(j) == c.ids[i] {
-			replica = j
-		}
-	}
-	if replica < 0 {
-		c.t.Fatalf("redistest: kill master: node %d has no replica", i)
-	}
+	replica := c.ReplicaOf(i)
 	c.Nodes[i].Stop()
 	c.WaitHealthy()
 	if got := c.Role(replica); got != "master" {
 		c.t.Fatalf("redistest: node %d, the replica of node %d, is a %s after the failover", replica, i, got)
 	}
 	return replica
+}
+
+// ReplicaOf returns the index of a running replica of node i, a master.
+func (c *Cluster) ReplicaOf(i int) int {
+	c.t.Helper()
+	for j := range c.Nodes {
+		if j != i && c.up(j) && c.replicaOf(j) == c.ids[i] {
+			return j
+		}
+	}
+	c.t.Fatalf("redistest: node %d has no replica", i)
+	return -1
 }
 
 // replicaOf returns the id of node j's master, or "" for a master.
@@ -290,6 +294,23 @@ func (c *Cluster) Restart(i int) {
 	c.t.Helper()
 	c.Nodes[i].Restart(c.t)
 	c.WaitHealthy()
+}
+
+// SetNodeTimeout sets cluster-node-timeout on every running node: how long
+// a node may not answer before it is failed (and a master replaced).
+func (c *Cluster) SetNodeTimeout(d time.Duration) {
+	c.t.Helper()
+	for i, s := range c.Nodes {
+		if !c.up(i) {
+			continue
+		}
+		_, err := query(s.Addr, func(ctx context.Context, r *redis.Client) (string, error) {
+			return r.ConfigSet(ctx, "cluster-node-timeout", strconv.FormatInt(d.Milliseconds(), 10)).Result()
+		})
+		if err != nil {
+			c.t.Fatalf("redistest: node %d: set cluster-node-timeout: %v", i, err)
+		}
+	}
 }
 
 // Pause stops node i with SIGSTOP; Resume continues it.
