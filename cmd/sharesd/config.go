@@ -10,8 +10,10 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/term"
 
 	"github.com/craftkit/sharesd/events"
@@ -20,24 +22,26 @@ import (
 // Config is every setting of sharesd. Each is a flag whose default comes
 // from an environment variable, so flags, environment and tests share it.
 type Config struct {
-	NATSURL       string
-	RedisURL      string
-	HTTPAddr      string
-	ShareBase     string
-	Env           string
-	LogLevel      string
-	LogFormat     string
-	DedupeHorizon time.Duration
-	MinSeqWait    time.Duration
-	BatchSize     int
-	MaxFetchBytes int
-	ReadyStall    time.Duration
-	MaxConns      int
+	NATSURL        string
+	RedisURL       string
+	RedisCluster   bool
+	StreamReplicas int
+	HTTPAddr       string
+	ShareBase      string
+	Env            string
+	LogLevel       string
+	LogFormat      string
+	DedupeHorizon  time.Duration
+	MinSeqWait     time.Duration
+	BatchSize      int
+	MaxFetchBytes  int
+	ReadyStall     time.Duration
+	MaxConns       int
 }
 
 // envVars names the environment variable of each setting; the compose-file
 // test checks that every variable it sets is one of these.
-var envVars = []string{"NATS_URL", "REDIS_URL", "HTTP_ADDR", "SHARE_BASE_URL", "CRAFTKIT_ENV", "LOG_LEVEL", "LOG_FORMAT", "DEDUPE_HORIZON", "MIN_SEQ_WAIT", "BATCH_SIZE", "MAX_FETCH_BYTES", "READY_STALL", "MAX_CONNS"}
+var envVars = []string{"NATS_URL", "REDIS_URL", "REDIS_CLUSTER", "STREAM_REPLICAS", "HTTP_ADDR", "SHARE_BASE_URL", "CRAFTKIT_ENV", "LOG_LEVEL", "LOG_FORMAT", "DEDUPE_HORIZON", "MIN_SEQ_WAIT", "BATCH_SIZE", "MAX_FETCH_BYTES", "READY_STALL", "MAX_CONNS"}
 
 func envOr(getenv func(string) string, name, def string) string {
 	if v := getenv(name); v != "" {
@@ -61,6 +65,19 @@ func (e *envErrors) duration(getenv func(string) string, name string, def time.D
 		return def
 	}
 	return d
+}
+
+func (e *envErrors) bool(getenv func(string) string, name string, def bool) bool {
+	v := getenv(name)
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		*e = append(*e, fmt.Errorf("%s: got %q, want true or false", name, v))
+		return def
+	}
+	return b
 }
 
 func (e *envErrors) int(getenv func(string) string, name string, def int) int {
@@ -94,10 +111,13 @@ func newFlagSet(name string, env *environment, cfg *Config, which ...string) (*f
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr(g, "LOG_LEVEL", "info"), "log level: debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr(g, "LOG_FORMAT", "auto"), "log format: json, text, or auto (text on a terminal) (env LOG_FORMAT)")
 	if has("nats") {
-		fs.StringVar(&cfg.NATSURL, "nats-url", envOr(g, "NATS_URL", "nats://127.0.0.1:4222"), "NATS server URL (env NATS_URL)")
+		fs.StringVar(&cfg.NATSURL, "nats-url", envOr(g, "NATS_URL", "nats://127.0.0.1:4222"),
+			"NATS server URL, or the URLs of a cluster's servers, comma-separated (env NATS_URL)")
 	}
 	if has("redis") {
-		fs.StringVar(&cfg.RedisURL, "redis-url", envOr(g, "REDIS_URL", "redis://127.0.0.1:6379"), "Redis URL, redis://, rediss:// or unix:// (env REDIS_URL)")
+		fs.StringVar(&cfg.RedisURL, "redis-url", envOr(g, "REDIS_URL", "redis://127.0.0.1:6379"),
+			"Redis URL, redis://, rediss:// or unix://; with -redis-cluster the seed nodes, redis://h1:p1?addr=h2:p2&addr=h3:p3 (env REDIS_URL)")
+		fs.BoolVar(&cfg.RedisCluster, "redis-cluster", errs.bool(g, "REDIS_CLUSTER", false), "Redis is a Redis Cluster (env REDIS_CLUSTER)")
 		fs.DurationVar(&cfg.DedupeHorizon, "dedupe-horizon", errs.duration(g, "DEDUPE_HORIZON", 24*time.Hour), "how long event ids are remembered to drop republished duplicates (env DEDUPE_HORIZON)")
 	}
 	if has("http") {
@@ -114,6 +134,8 @@ func newFlagSet(name string, env *environment, cfg *Config, which ...string) (*f
 		fs.DurationVar(&cfg.MinSeqWait, "min-seq-wait", errs.duration(g, "MIN_SEQ_WAIT", 2*time.Second), "longest wait of a ?minSeq request (env MIN_SEQ_WAIT)")
 	}
 	if has("projector") {
+		fs.IntVar(&cfg.StreamReplicas, "stream-replicas", errs.int(g, "STREAM_REPLICAS", 1),
+			"copies of the streams the projector creates when they are missing: 3 on a JetStream cluster (env STREAM_REPLICAS)")
 		fs.IntVar(&cfg.BatchSize, "batch-size", errs.int(g, "BATCH_SIZE", 512), "events applied per Redis round trip (env BATCH_SIZE)")
 		fs.IntVar(&cfg.MaxFetchBytes, "max-fetch-bytes", errs.int(g, "MAX_FETCH_BYTES", 8<<20),
 			"bytes of events the projector asks NATS for ahead and holds ahead of Redis; raised to twice the server's max payload if that is more (env MAX_FETCH_BYTES)")
@@ -157,12 +179,19 @@ func parse(fs *flag.FlagSet, errs *envErrors, cfg *Config, args []string) error 
 		cfg.ShareBase = base
 	}
 	if fs.Lookup("nats-url") != nil {
-		if u, err := url.Parse(cfg.NATSURL); err != nil || u.Host == "" {
-			bad("nats-url", "NATS_URL", cfg.NATSURL, "a URL such as nats://127.0.0.1:4222")
+		for _, one := range strings.Split(cfg.NATSURL, ",") {
+			if u, err := url.Parse(strings.TrimSpace(one)); err != nil || u.Host == "" {
+				bad("nats-url", "NATS_URL", cfg.NATSURL, "a URL such as nats://127.0.0.1:4222, or several comma-separated")
+				break
+			}
 		}
 	}
 	if fs.Lookup("redis-url") != nil {
-		if u, err := url.Parse(cfg.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
+		if cfg.RedisCluster {
+			if _, err := redis.ParseClusterURL(cfg.RedisURL); err != nil {
+				bad("redis-url", "REDIS_URL", cfg.RedisURL, "with -redis-cluster / REDIS_CLUSTER, seed nodes such as redis://10.0.0.1:6379?addr=10.0.0.2:6379&addr=10.0.0.3:6379 ("+err.Error()+")")
+			}
+		} else if u, err := url.Parse(cfg.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss" && u.Scheme != "unix") {
 			bad("redis-url", "REDIS_URL", cfg.RedisURL, "a URL such as redis://127.0.0.1:6379")
 		}
 		if cfg.DedupeHorizon <= 0 {
@@ -171,6 +200,9 @@ func parse(fs *flag.FlagSet, errs *envErrors, cfg *Config, args []string) error 
 	}
 	if fs.Lookup("min-seq-wait") != nil && (cfg.MinSeqWait <= 0 || cfg.MinSeqWait > time.Minute) {
 		bad("min-seq-wait", "MIN_SEQ_WAIT", cfg.MinSeqWait.String(), "a duration between 1ms and 1m")
+	}
+	if fs.Lookup("stream-replicas") != nil && (cfg.StreamReplicas < 1 || cfg.StreamReplicas > 5) {
+		bad("stream-replicas", "STREAM_REPLICAS", strconv.Itoa(cfg.StreamReplicas), "1 to 5")
 	}
 	if fs.Lookup("batch-size") != nil && (cfg.BatchSize < 1 || cfg.BatchSize > 10000) {
 		bad("batch-size", "BATCH_SIZE", strconv.Itoa(cfg.BatchSize), "1 to 10000")

@@ -69,7 +69,7 @@ func runRebuild(ctx context.Context, env *environment, args []string) error {
 type clients struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	store *readmodel.Store
 }
 
@@ -83,7 +83,7 @@ func dial(cfg Config, logger *slog.Logger, background bool) (*clients, error) {
 	if err != nil {
 		return nil, err
 	}
-	rdb, err := redisClient(cfg.RedisURL, false)
+	rdb, err := redisClient(cfg, false)
 	if err != nil {
 		nc.Close()
 		return nil, err

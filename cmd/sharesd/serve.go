@@ -73,7 +73,7 @@ func serveMode(ctx context.Context, env *environment, name string, args []string
 func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener, m mode, extra ...func(context.Context) error) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	apiRDB, err := redisClient(cfg.RedisURL, true)
+	apiRDB, err := redisClient(cfg, true)
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,8 @@ func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener
 // where the API's fails fast.
 type projectorPart struct {
 	*clients
-	proj *projector.Projector
+	proj     *projector.Projector
+	replicas int // of the streams it creates
 }
 
 func newProjectorPart(logger *slog.Logger, cfg Config, reg prometheus.Registerer) (*projectorPart, error) {
@@ -132,12 +133,12 @@ func newProjectorPart(logger *slog.Logger, cfg Config, reg prometheus.Registerer
 	}
 	proj := projector.New(c.js, c.store, logger.With("component", "projector"), projector.NewMetrics(reg),
 		projector.Config{BatchSize: cfg.BatchSize, MaxFetchBytes: cfg.MaxFetchBytes})
-	return &projectorPart{clients: c, proj: proj}, nil
+	return &projectorPart{clients: c, proj: proj, replicas: cfg.StreamReplicas}, nil
 }
 
 // run creates the streams when missing, then projects until ctx ends.
 func (p *projectorPart) run(ctx context.Context, logger *slog.Logger, store *readmodel.Store) error {
-	if err := prepareStream(ctx, logger, p.js, store); err != nil {
+	if err := prepareStream(ctx, logger, p.js, store, p.replicas); err != nil {
 		return err
 	}
 	return p.proj.Run(ctx)
@@ -173,9 +174,9 @@ func addHTTP(g *group.Group, logger *slog.Logger, cfg Config, ln net.Listener, m
 
 // prepareStream creates the streams when missing and warns about risky
 // configuration, retrying while NATS is unreachable.
-func prepareStream(ctx context.Context, logger *slog.Logger, js jetstream.JetStream, store *readmodel.Store) error {
+func prepareStream(ctx context.Context, logger *slog.Logger, js jetstream.JetStream, store *readmodel.Store, replicas int) error {
 	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		err := projector.EnsureStreams(ctx, js)
+		err := ensureStreams(ctx, js, replicas)
 		if err == nil {
 			return projector.CheckStartup(ctx, logger, js, store.MaxmemoryPolicy)
 		}
@@ -186,6 +187,29 @@ func prepareStream(ctx context.Context, logger *slog.Logger, js jetstream.JetStr
 		case <-time.After(wait):
 		}
 	}
+}
+
+// ensureStreams is projector.EnsureStreams creating the streams and the
+// dead-letter bucket with replicas copies each (STREAM_REPLICAS, 3 on a
+// JetStream cluster) when they are missing. Existing ones are used as they
+// are: changing their replicas is the operator's (nats stream edit).
+func ensureStreams(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	if replicas > 1 {
+		for _, cfg := range []jetstream.StreamConfig{projector.StreamConfig(), projector.DeadLetterConfig()} {
+			cfg.Replicas = replicas
+			if _, err := js.Stream(ctx, cfg.Name); errors.Is(err, jetstream.ErrStreamNotFound) {
+				if _, err := js.CreateStream(ctx, cfg); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+					return fmt.Errorf("stream %s: %w", cfg.Name, err)
+				}
+			}
+		}
+		kv := projector.DeadLetterBucketConfig()
+		kv.Replicas = replicas
+		if _, err := js.KeyValue(ctx, kv.Bucket); errors.Is(err, jetstream.ErrBucketNotFound) {
+			_, _ = js.CreateKeyValue(ctx, kv) // a refusal is EnsureStreams's to judge
+		}
+	}
+	return projector.EnsureStreams(ctx, js)
 }
 
 // readiness reports why the process cannot serve, or nil, as an
@@ -263,12 +287,13 @@ func connectNATS(url string, logger *slog.Logger, background bool) (*nats.Conn, 
 	return nc, js, nil
 }
 
-// redisClient makes a client with local.RedisOptions: the API's has short
-// timeouts, so a dead Redis is a fast 503; the projector's waits and retries.
-func redisClient(url string, forAPI bool) (*redis.Client, error) {
-	opt, err := local.RedisOptions(url, forAPI)
+// redisClient makes a client with local.RedisClient, of a Redis Cluster
+// when cfg.RedisCluster is set: the API's has short timeouts, so a dead
+// Redis is a fast 503; the projector's waits and retries.
+func redisClient(cfg Config, forAPI bool) (redis.UniversalClient, error) {
+	rdb, err := local.RedisClient(cfg.RedisURL, cfg.RedisCluster, forAPI)
 	if err != nil {
 		return nil, fmt.Errorf("-redis-url / REDIS_URL: %w", err)
 	}
-	return redis.NewClient(opt), nil
+	return rdb, nil
 }

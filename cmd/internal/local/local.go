@@ -15,6 +15,50 @@ import (
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
 )
 
+// RedisClient makes a client of sharesd's role (forAPI, see RedisOptions)
+// for url: a Redis Cluster client when cluster is set, url then being
+// go-redis's cluster URL with the seed nodes
+// (redis://h1:p1?addr=h2:p2&addr=h3:p3), else a single-node client.
+func RedisClient(url string, cluster, forAPI bool) (redis.UniversalClient, error) {
+	if !cluster {
+		opt, err := RedisOptions(url, forAPI)
+		if err != nil {
+			return nil, err
+		}
+		return redis.NewClient(opt), nil
+	}
+	opt, err := RedisClusterOptions(url, forAPI)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewClusterClient(opt), nil
+}
+
+// RedisClusterOptions are RedisOptions for a Redis Cluster. The API's
+// client follows one redirect (a slot moved by a failover) and otherwise
+// answers as on a single node.
+func RedisClusterOptions(url string, forAPI bool) (*redis.ClusterOptions, error) {
+	opt, err := redis.ParseClusterURL(url)
+	if err != nil {
+		return nil, err
+	}
+	opt.ContextTimeoutEnabled = true
+	if forAPI {
+		opt.DialTimeout = 300 * time.Millisecond
+		opt.ReadTimeout = 400 * time.Millisecond
+		opt.WriteTimeout = 400 * time.Millisecond
+		opt.PoolTimeout = 500 * time.Millisecond
+		opt.MaxRetries = -1
+		opt.MaxRedirects = 1
+		opt.Protocol = 2
+	} else {
+		opt.DialTimeout = 2 * time.Second
+		opt.ReadTimeout = 5 * time.Second
+		opt.WriteTimeout = 5 * time.Second
+	}
+	return opt, nil
+}
+
 // RedisOptions are the Redis client options of sharesd's two roles. The
 // API's has short timeouts and no retries, so a dead Redis is a 503 within a
 // second; the projector's waits longer (its batch deadline is one read

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/craftkit/sharesd/events"
+	"github.com/craftkit/sharesd/events/natstest"
+	"github.com/craftkit/sharesd/events/polltest"
+	"github.com/craftkit/sharesd/projector/readmodel"
+	"github.com/craftkit/sharesd/projector/readmodel/redistest"
+)
+
+// TestClusterFault runs the real sharesd binary, a projector and an API,
+// on a 3-node JetStream cluster and a Redis Cluster of 3 masters with a
+// replica each, while events are published: a Redis master is killed with
+// SIGKILL mid-stream (its replica takes over, possibly without the last
+// writes), then the node that leads the stream is shut down and brought
+// back. At the end every render equals the reference model of the stream
+// (Verify: no view lost or counted twice), the saved position is the
+// stream's head, and meanwhile the API answered only 200 or 503, never a
+// lower count than before.
+func TestClusterFault(t *testing.T) {
+	faultLong(t)
+	t.Parallel()
+	bin := faultBuild(t)
+	nats := natstest.StartCluster(t, 3)
+	rc := redistest.StartCluster(t)
+	_, js := nats.Connect(t, jetstream.WithPublishAsyncTimeout(5*time.Second), jetstream.WithPublishAsyncMaxPending(2000))
+	f := &faultEnv{bin: bin, js: js, store: readmodel.New(rc.Client(t), readmodel.DefaultHorizon)}
+	env := []string{"NATS_URL=" + nats.URL, "REDIS_URL=" + rc.URL, "REDIS_CLUSTER=true", "STREAM_REPLICAS=3", "LOG_FORMAT=json"}
+
+	child := startFaultChild(t, bin, env, "projector", "-http-addr", "127.0.0.1:0")
+	waitStreams(t, js, 3) // created by the projector, as STREAM_REPLICAS says
+	nats.WaitStreamLeader(events.Stream)
+	w := newFaultWork(7, 2, 40, 3, 20_000)
+	f.publishSetup(t, w)
+	f.waitCaughtUp(t, child, 30*time.Second)
+	api := startFaultChild(t, bin, env, "api", "-http-addr", "127.0.0.1:0")
+	readers := startFaultReaders(t, api.waitAddr(t), w, w.renders[:10], 3)
+
+	pub := f.publishInBackground(t, w.msgs)
+	waitPublished := func(n int) {
+		t.Helper()
+		polltest.WaitFor(t, 60*time.Second, func() error {
+			if err := child.alive(); err != nil {
+				t.Fatal(err)
+			}
+			if got := pub.sent.Load(); got < int64(n) {
+				return fmt.Errorf("%d of %d published", got, n)
+			}
+			return nil
+		})
+	}
+	waitPublished(len(w.msgs) / 4)
+	const master = 0 // redis-cli made the first three nodes masters
+	start := time.Now()
+	replica := rc.KillMaster(master)
+	t.Logf("redis node %d killed, node %d took over in %v", master, replica, time.Since(start).Round(time.Millisecond))
+
+	waitPublished(len(w.msgs) / 2)
+	leader := nats.StreamLeader(events.Stream)
+	if leader < 0 {
+		t.Fatal("the stream has no leader")
+	}
+	nats.Shutdown(leader)
+	t.Logf("nats node %d, the stream's leader, shut down", leader)
+	waitPublished(len(w.msgs) * 3 / 4)
+	nats.Restart(leader)
+
+	pub.wait(t)
+	f.waitCaughtUp(t, child, 60*time.Second)
+	readers.stop(t)
+	polltest.WaitFor(t, 10*time.Second, func() error { // this test's client follows the failover after an error
+		for _, r := range w.renders {
+			if _, err := f.store.List(context.Background(), w.renderProject[r], r, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	f.checkExact(t, w)
+}
+
+// waitStreams waits until the event and dead-letter streams exist with
+// replicas copies.
+func waitStreams(t *testing.T, js jetstream.JetStream, replicas int) {
+	t.Helper()
+	polltest.WaitFor(t, 30*time.Second, func() error {
+		for _, name := range []string{events.Stream, events.DeadLetterStream} {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			s, err := js.Stream(ctx, name)
+			cancel()
+			if errors.Is(err, jetstream.ErrStreamNotFound) {
+				return fmt.Errorf("stream %s not created yet", name)
+			}
+			if err != nil {
+				return err
+			}
+			if got := s.CachedInfo().Config.Replicas; got != replicas {
+				t.Fatalf("stream %s has %d replicas, want %d (STREAM_REPLICAS)", name, got, replicas)
+			}
+		}
+		return nil
+	})
+}
+
+// TestClusterConfig: NATS_URL may list a cluster's servers; REDIS_CLUSTER
+// takes go-redis's cluster URL; STREAM_REPLICAS is 1 to 5. Before these,
+// a comma-separated NATS_URL was refused and the other two were unknown.
+func TestClusterConfig(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		want string // "" for accepted
+	}{
+		{"nats cluster", map[string]string{"NATS_URL": "nats://10.0.0.1:4222,nats://10.0.0.2:4222, nats://10.0.0.3:4222"}, ""},
+		{"redis cluster", map[string]string{"REDIS_CLUSTER": "true", "REDIS_URL": "redis://10.0.0.1:6379?addr=10.0.0.2:6379&addr=10.0.0.3:6379", "STREAM_REPLICAS": "3"}, ""},
+		{"bad nats url in a list", map[string]string{"NATS_URL": "nats://10.0.0.1:4222,:::"}, "-nats-url / NATS_URL"},
+		{"REDIS_CLUSTER not a bool", map[string]string{"REDIS_CLUSTER": "maybe"}, `REDIS_CLUSTER: got "maybe", want true or false`},
+		{"cluster over a unix socket", map[string]string{"REDIS_CLUSTER": "1", "REDIS_URL": "unix:///run/redis.sock"}, "-redis-url / REDIS_URL"},
+		{"cluster url with an unknown option", map[string]string{"REDIS_CLUSTER": "1", "REDIS_URL": "redis://h:1?bogus=1"}, "-redis-url / REDIS_URL"},
+		{"STREAM_REPLICAS too many", map[string]string{"STREAM_REPLICAS": "7"}, `-stream-replicas / STREAM_REPLICAS: got "7", want 1 to 5`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var cfg Config
+			env := &environment{getenv: func(k string) string { return c.env[k] }, stderr: io.Discard}
+			fs, errs := newFlagSet("projector", env, &cfg, "nats", "redis", "projector")
+			err := parse(fs, errs, &cfg, nil)
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("parse: %v, want accepted", err)
+			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+				t.Fatalf("parse: %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+}
