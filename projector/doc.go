@@ -35,6 +35,26 @@
 //     guard skips the ones already applied. Nothing is acknowledged to
 //     JetStream at all: the ordered consumer keeps no server-side state, so
 //     there is no second position that could drift from the data.
+//   - On a Redis Cluster, replication is asynchronous: a master that dies
+//     can be replaced by its replica without its last writes, while the
+//     position, saved on another master, keeps its value; resuming from it
+//     would skip the lost events. So Store.Apply returns only once a
+//     replica of every master the batch wrote to has acknowledged the
+//     writes (a write to that master's fence key, then WAIT 1 on the same
+//     connection: the acknowledgement covers every earlier write of that
+//     master, also those of an earlier attempt that this one found already
+//     applied). Only then is the batch done, and only a done batch's end is
+//     saved as the position. When no replica answers within a second,
+//     Apply fails (ErrNotReplicated) like any failed write: the run starts
+//     again from the saved position, and the events are applied again
+//     (stale: harmless) until a replica acknowledges them. Stalling beats
+//     advancing past writes that a failover could lose. A master with no
+//     replica left (its replica failed, or it took over from its failed
+//     master) cannot be failed over and is not waited for, so losing a
+//     replica does not stop projection. A position lost with the control
+//     hash's master only moves back, which is harmless. The guarantee is
+//     WAIT's: a replica that acknowledged is the one the cluster promotes
+//     (with one replica per master, the only candidate).
 //   - A failed Redis write ends the run; the loop backs off and starts a new
 //     ordered consumer from the saved position, never from where the failed
 //     consumer had got to, so no event is skipped.
