@@ -476,6 +476,8 @@ func TestRunConfigErrors(t *testing.T) {
 		{"zero READY_STALL", []string{"serve"}, map[string]string{"READY_STALL": "0s"}, `-ready-stall / READY_STALL: got "0s", want a positive duration`},
 		{"negative -ready-stall", []string{"projector", "-ready-stall", "-1s"}, nil, "-ready-stall / READY_STALL"},
 		{"READY_STALL not a duration", []string{"serve"}, map[string]string{"READY_STALL": "soon"}, `READY_STALL: got "soon"`},
+		{"MAX_FETCH_BYTES too small", []string{"serve"}, map[string]string{"MAX_FETCH_BYTES": "1024"}, `-max-fetch-bytes / MAX_FETCH_BYTES: got "1024", want 65536 to 1073741824`},
+		{"-max-fetch-bytes not a number", []string{"projector", "-max-fetch-bytes", "8MiB"}, nil, "max-fetch-bytes"},
 		{"MAX_CONNS of 1", []string{"api"}, map[string]string{"MAX_CONNS": "1"}, `-max-conns / MAX_CONNS: got "1", want 2 or more`},
 		{"MAX_CONNS not a number", []string{"serve"}, map[string]string{"MAX_CONNS": "many"}, `MAX_CONNS: got "many", want an integer`},
 		{"unknown subcommand", []string{"serv"}, nil, `unknown subcommand "serv"`},
