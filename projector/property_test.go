@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/craftkit/sharesd/api"
 	"github.com/craftkit/sharesd/events"
@@ -80,6 +81,8 @@ type propWorld struct {
 	proj    *projector.Projector
 }
 
+// propRun runs one seed of n events on an embedded NATS server and a
+// redis-server of its own.
 func propRun(t *testing.T, seed uint64, n int) {
 	t.Helper()
 	defer func() {
@@ -87,9 +90,15 @@ func propRun(t *testing.T, seed uint64, n int) {
 			t.Logf("replay with: go test ./projector -run 'TestProperty/seed=%d$' -args -prop.seed=%d -prop.events=%d", seed, seed, n)
 		}
 	}()
-	rng := rand.New(rand.NewPCG(seed, 0x5ea1))
 	_, _, js := natstest.Start(t, projector.EnsureStreams)
-	rdb := redistest.Start(t).Client(t)
+	propRunOn(t, seed, n, js, redistest.Start(t).Client(t))
+}
+
+// propRunOn runs one seed of n events on js, whose streams exist and are
+// empty, and rdb, which holds nothing: a single node or a cluster.
+func propRunOn(t *testing.T, seed uint64, n int, js jetstream.JetStream, rdb redis.UniversalClient) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 0x5ea1))
 	// Most streams remember ids for the default day; some for a few
 	// milliseconds, so republished ids land on both sides of the horizon.
 	horizon := readmodel.DefaultHorizon
