@@ -11,7 +11,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/craftkit/sharesd/events"
-	"github.com/craftkit/sharesd/projector"
 )
 
 // The demo project that `dev` and `seed` publish. Its API key is public on
@@ -102,6 +101,10 @@ func demoCurl(addr string) string {
 func runSeed(ctx context.Context, env *environment, args []string) error {
 	var cfg Config
 	fs, errs := newFlagSet("seed", env, &cfg, "nats")
+	// The projector's setting: seed runs first on a fresh deployment, so the
+	// streams it creates must have the projector's replicas.
+	fs.IntVar(&cfg.StreamReplicas, "stream-replicas", errs.int(env.getenv, "STREAM_REPLICAS", 1),
+		"copies of the streams it creates when they are missing: 3 on a JetStream cluster (env STREAM_REPLICAS)")
 	if err := parse(fs, errs, &cfg, args); err != nil {
 		return err
 	}
@@ -113,7 +116,7 @@ func runSeed(ctx context.Context, env *environment, args []string) error {
 	defer nc.Close()
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := projector.EnsureStreams(ctx, js); err != nil {
+	if err := ensureStreams(ctx, js, cfg.StreamReplicas); err != nil {
 		return err
 	}
 	added, err := seedDemo(ctx, js)
