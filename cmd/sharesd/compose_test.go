@@ -23,6 +23,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/redis/go-redis/v9"
 	"go.yaml.in/yaml/v4"
 )
 
@@ -49,7 +51,10 @@ type composeService struct {
 	DependsOn map[string]struct {
 		Condition string `yaml:"condition"`
 	} `yaml:"depends_on"`
-	Restart string `yaml:"restart"`
+	Restart  string   `yaml:"restart"`
+	Profiles []string `yaml:"profiles"`
+	Ports    []string `yaml:"ports"`
+	Volumes  []string `yaml:"volumes"`
 }
 
 func readCompose(t testing.TB) composeFile {
@@ -168,18 +173,13 @@ func TestComposeFile(t *testing.T) {
 			continue
 		}
 		checkEnv(t, where, s.Command[0], slices.Sorted(maps.Keys(s.Environment)))
+		checkConfig(t, where, s.Environment)
 		// The URLs name services it waits for.
 		for _, v := range []string{"NATS_URL", "REDIS_URL"} {
-			if s.Environment[v] == "" {
-				continue
-			}
-			u, err := url.Parse(s.Environment[v])
-			if err != nil {
-				t.Errorf("%s: %s: %v", where, v, err)
-				continue
-			}
-			if d, ok := s.DependsOn[u.Hostname()]; !ok || d.Condition != "service_healthy" {
-				t.Errorf("%s: %s points at %s but does not wait for it to be healthy", where, v, u.Hostname())
+			for _, host := range urlHosts(t, where, v, s.Environment) {
+				if d, ok := s.DependsOn[host]; !ok || d.Condition != "service_healthy" {
+					t.Errorf("%s: %s points at %s but does not wait for it to be healthy", where, v, host)
+				}
 			}
 		}
 		if hc := s.Healthcheck; hc != nil {
@@ -211,6 +211,52 @@ func TestComposeFile(t *testing.T) {
 	if hc := nats.Healthcheck; hc == nil || !strings.Contains(strings.Join(hc.Test, " "), ":8222/healthz") {
 		t.Errorf("docker-compose.yml: the nats healthcheck does not ask the monitoring port's /healthz")
 	}
+}
+
+// checkConfig reports settings that sharesd would refuse at start: env is
+// parsed and validated with every setting group, as a subcommand parses its
+// own.
+func checkConfig(t testing.TB, where string, env map[string]string) {
+	t.Helper()
+	var cfg Config
+	e := &environment{getenv: func(k string) string { return env[k] }, stderr: io.Discard}
+	fs, errs := newFlagSet("check", e, &cfg, "nats", "redis", "http", "api", "projector")
+	if err := parse(fs, errs, &cfg, nil); err != nil {
+		t.Errorf("%s: sharesd refuses its settings: %v", where, err)
+	}
+}
+
+// urlHosts returns the hosts that variable v of env names: every server of
+// a comma-separated NATS_URL; every seed node of a cluster REDIS_URL.
+func urlHosts(t testing.TB, where, v string, env map[string]string) []string {
+	t.Helper()
+	value := env[v]
+	if value == "" {
+		return nil
+	}
+	if v == "REDIS_URL" && env["REDIS_CLUSTER"] == "true" {
+		opts, err := redis.ParseClusterURL(value)
+		if err != nil {
+			t.Errorf("%s: %s: %v", where, v, err)
+			return nil
+		}
+		var hosts []string
+		for _, a := range opts.Addrs {
+			host, _, _ := net.SplitHostPort(a)
+			hosts = append(hosts, host)
+		}
+		return hosts
+	}
+	var hosts []string
+	for _, one := range strings.Split(value, ",") {
+		u, err := url.Parse(strings.TrimSpace(one))
+		if err != nil {
+			t.Errorf("%s: %s: %v", where, v, err)
+			continue
+		}
+		hosts = append(hosts, u.Hostname())
+	}
+	return hosts
 }
 
 // checkSharesdHealthcheck checks a healthcheck that runs the image's own
@@ -527,4 +573,214 @@ func withoutOutput(cmd string) string {
 		}
 	}
 	return strings.Join(out, " ")
+}
+
+// The cluster profile's services (docker compose --profile cluster up).
+var (
+	clusterNATS  = []string{"nats-1", "nats-2", "nats-3"}
+	clusterRedis = []string{"redis-1", "redis-2", "redis-3", "redis-4", "redis-5", "redis-6"}
+)
+
+// TestComposeClusterProfile checks the cluster profile: its services start
+// only with --profile cluster and never under the default stack, the NATS
+// nodes (parsed by nats-server's own flag parser) route to each other with
+// JetStream, the six Redis nodes run in cluster mode and are created as
+// one cluster of 3 masters with a replica each, and the sharesd services
+// point at all of it with the cluster settings.
+func TestComposeClusterProfile(t *testing.T) {
+	t.Parallel()
+	f := readCompose(t)
+	bySubcommand := map[string][]string{}
+	for name, s := range f.Services {
+		where := "docker-compose.yml: " + name
+		if len(s.Profiles) == 0 {
+			for dep := range s.DependsOn {
+				if len(f.Services[dep].Profiles) > 0 {
+					t.Errorf("%s: the default stack depends on %s of profile %q", where, dep, f.Services[dep].Profiles)
+				}
+			}
+			continue
+		}
+		if !slices.Equal(s.Profiles, []string{"cluster"}) {
+			t.Errorf("%s: profiles %q, want [cluster]", where, s.Profiles)
+		}
+		if s.Build != nil && len(s.Command) > 0 {
+			bySubcommand[s.Command[0]] = append(bySubcommand[s.Command[0]], name)
+		}
+	}
+	for _, name := range slices.Concat(clusterNATS, clusterRedis, []string{"redis-cluster-create"}) {
+		if s, ok := f.Services[name]; !ok || !slices.Contains(s.Profiles, "cluster") {
+			t.Errorf("docker-compose.yml: no service %s in profile cluster", name)
+		}
+	}
+	for sub, want := range map[string]int{"seed": 1, "projector": 2, "api": 2} {
+		if got := len(bySubcommand[sub]); got != want {
+			t.Errorf("docker-compose.yml: the cluster profile runs sharesd %s in %d services %q, want %d", sub, got, bySubcommand[sub], want)
+		}
+	}
+
+	checkClusterNATS(t, f)
+	checkClusterRedis(t, f)
+	for _, name := range slices.Concat(bySubcommand["seed"], bySubcommand["projector"], bySubcommand["api"]) {
+		s, where := f.Services[name], "docker-compose.yml: "+name
+		if s.Command[0] != "api" {
+			if got := urlHosts(t, where, "NATS_URL", s.Environment); !slices.Equal(slices.Sorted(slices.Values(got)), clusterNATS) {
+				t.Errorf("%s: NATS_URL names %q, want the three NATS nodes %q", where, got, clusterNATS)
+			}
+			if got := s.Environment["STREAM_REPLICAS"]; got != "3" {
+				t.Errorf("%s: STREAM_REPLICAS %q, want 3 (a copy of each stream on each NATS node)", where, got)
+			}
+		}
+		if s.Command[0] == "seed" {
+			continue
+		}
+		if got := s.Environment["REDIS_CLUSTER"]; got != "true" {
+			t.Errorf("%s: REDIS_CLUSTER %q, want true", where, got)
+		}
+		for _, host := range urlHosts(t, where, "REDIS_URL", s.Environment) {
+			if !slices.Contains(clusterRedis, host) {
+				t.Errorf("%s: REDIS_URL names %s, which is not a node of the Redis Cluster", where, host)
+			}
+		}
+		if d := s.DependsOn["redis-cluster-create"]; d.Condition != "service_completed_successfully" {
+			t.Errorf("%s: does not wait for redis-cluster-create to complete", where)
+		}
+	}
+	checkHostPorts(t, f)
+}
+
+// checkClusterNATS parses each NATS node's command with nats-server's flag
+// parser: JetStream with monitoring on 8222, its own name and volume, one
+// cluster name, and routes to the three nodes.
+func checkClusterNATS(t testing.TB, f composeFile) {
+	t.Helper()
+	cluster := ""
+	for _, name := range clusterNATS {
+		s, where := f.Services[name], "docker-compose.yml: "+name
+		if s.Image != f.Services["nats"].Image {
+			t.Errorf("%s: image %s, want the default stack's %s", where, s.Image, f.Services["nats"].Image)
+		}
+		opts, err := server.ConfigureOptions(flag.NewFlagSet(name, flag.ContinueOnError), s.Command, nil, nil, nil)
+		if err != nil {
+			t.Errorf("%s: nats-server %q: %v", where, s.Command, err)
+			continue
+		}
+		if !opts.JetStream || opts.HTTPPort != 8222 || opts.StoreDir == "" {
+			t.Errorf("%s: nats-server %q, want JetStream (-js, -sd) and monitoring on 8222", where, s.Command)
+		}
+		if opts.ServerName != name {
+			t.Errorf("%s: server name %q, want %s (JetStream clusters need unique names)", where, opts.ServerName, name)
+		}
+		if cluster == "" {
+			cluster = opts.Cluster.Name
+		}
+		if opts.Cluster.Name == "" || opts.Cluster.Name != cluster || opts.Cluster.Port == 0 {
+			t.Errorf("%s: cluster %q on port %d, want cluster %q listening for routes", where, opts.Cluster.Name, opts.Cluster.Port, cluster)
+		}
+		var routes []string
+		for _, r := range opts.Routes {
+			if r.Port() != strconv.Itoa(opts.Cluster.Port) {
+				t.Errorf("%s: route %s, want the route port %d", where, r, opts.Cluster.Port)
+			}
+			routes = append(routes, r.Hostname())
+		}
+		if slices.Sort(routes); !slices.Equal(routes, clusterNATS) {
+			t.Errorf("%s: routes to %q, want the three nodes %q", where, routes, clusterNATS)
+		}
+		checkOwnVolume(t, f, name, "/data")
+		if hc := s.Healthcheck; hc == nil || !strings.Contains(strings.Join(hc.Test, " "), ":8222/healthz") {
+			t.Errorf("%s: the healthcheck does not ask the monitoring port's /healthz", where)
+		}
+	}
+}
+
+// checkClusterRedis checks the six Redis nodes (cluster mode, the default
+// redis's persistence and eviction settings, announcing their service
+// names) and the one-shot that makes them a cluster.
+func checkClusterRedis(t testing.TB, f composeFile) {
+	t.Helper()
+	flagValue := func(cmd []string, name string) string {
+		if i := slices.Index(cmd, name); i >= 0 && i+1 < len(cmd) {
+			return cmd[i+1]
+		}
+		return ""
+	}
+	for _, name := range clusterRedis {
+		s, where := f.Services[name], "docker-compose.yml: "+name
+		if s.Image != f.Services["redis"].Image {
+			t.Errorf("%s: image %s, want the default stack's %s", where, s.Image, f.Services["redis"].Image)
+		}
+		for flagName, want := range map[string]string{
+			"--cluster-enabled": "yes", "--maxmemory-policy": "noeviction", "--appendonly": "yes",
+			"--cluster-announce-hostname": name, "--cluster-preferred-endpoint-type": "hostname",
+		} {
+			if got := flagValue(s.Command, flagName); got != want {
+				t.Errorf("%s: %s %q, want %q", where, flagName, got, want)
+			}
+		}
+		if hc := s.Healthcheck; hc == nil || len(hc.Test) < 2 {
+			t.Errorf("%s: no healthcheck", where)
+		}
+		checkOwnVolume(t, f, name, "/data")
+	}
+
+	create, where := f.Services["redis-cluster-create"], "docker-compose.yml: redis-cluster-create"
+	if create.Restart != "no" {
+		t.Errorf("%s: restart %q, want the one-shot's \"no\"", where, create.Restart)
+	}
+	if got := strings.Fields(create.Environment["NODES"]); !slices.Equal(got, clusterRedis) {
+		t.Errorf("%s: NODES %q, want the six nodes %q", where, got, clusterRedis)
+	}
+	script := strings.Join(create.Command, " ")
+	for _, want := range []string{"redis-cli --cluster create", "--cluster-replicas 1", "--cluster-yes", "for n in $$NODES", "cluster_state:ok"} {
+		if !strings.Contains(script, want) {
+			t.Errorf("%s: the command does not contain %q:\n%s", where, want, script)
+		}
+	}
+	for _, name := range clusterRedis {
+		if d, ok := create.DependsOn[name]; !ok || d.Condition != "service_healthy" {
+			t.Errorf("%s: does not wait for %s to be healthy", where, name)
+		}
+	}
+}
+
+// checkOwnVolume wants service name to keep dir in a named volume that no
+// other service mounts.
+func checkOwnVolume(t testing.TB, f composeFile, name, dir string) {
+	t.Helper()
+	var vol string
+	for _, v := range f.Services[name].Volumes {
+		if src, dst, _ := strings.Cut(v, ":"); dst == dir {
+			vol = src
+		}
+	}
+	if vol == "" {
+		t.Errorf("docker-compose.yml: %s keeps %s in no volume", name, dir)
+		return
+	}
+	for other, s := range f.Services {
+		if other != name && slices.ContainsFunc(s.Volumes, func(v string) bool { return strings.HasPrefix(v, vol+":") }) {
+			t.Errorf("docker-compose.yml: %s and %s share the volume %s", name, other, vol)
+		}
+	}
+}
+
+// checkHostPorts wants every published host port used once, so the
+// cluster profile runs beside the default stack.
+func checkHostPorts(t testing.TB, f composeFile) {
+	t.Helper()
+	used := map[string]string{}
+	for _, name := range slices.Sorted(maps.Keys(f.Services)) {
+		for _, p := range f.Services[name].Ports {
+			host, _, ok := strings.Cut(p, ":")
+			if !ok {
+				t.Errorf("docker-compose.yml: %s publishes %q, want host:container", name, p)
+				continue
+			}
+			if other, dup := used[host]; dup {
+				t.Errorf("docker-compose.yml: %s and %s both publish host port %s", other, name, host)
+			}
+			used[host] = name
+		}
+	}
 }
