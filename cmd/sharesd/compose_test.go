@@ -1,10 +1,12 @@
 package main
 
-// No Docker engine runs here, so these tests read docker-compose.yml,
-// deploy/k8s/*.yaml and deploy/Dockerfile and check what a typo would break
-// only on someone else's machine: pinned images, environment names that the
-// subcommand really reads, healthchecks and probes, dependencies, and
-// commands that are real subcommands.
+// No Docker engine runs here, so these tests read docker-compose.yml (its
+// default stack and its cluster profile), deploy/k8s/*.yaml,
+// deploy/k8s/cluster/*.yaml and deploy/Dockerfile and check what a typo
+// would break only on someone else's machine: pinned images, environment
+// names that the subcommand really reads and values it accepts,
+// healthchecks and probes, dependencies, commands that are real
+// subcommands, and the clusters' routes and nodes.
 
 import (
 	"bytes"
@@ -348,11 +350,13 @@ type k8sProbe struct {
 	} `yaml:"httpGet"`
 }
 
-func readK8s(t testing.TB) []k8sObject {
+// readK8s reads dir/*.yaml (dir from the repository's top level, such as
+// deploy/k8s).
+func readK8s(t testing.TB, dir string) []k8sObject {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(repoRoot, "deploy", "k8s", "*.yaml"))
+	files, err := filepath.Glob(filepath.Join(repoRoot, dir, "*.yaml"))
 	if err != nil || len(files) == 0 {
-		t.Fatalf("deploy/k8s/*.yaml: %v (%d files)", err, len(files))
+		t.Fatalf("%s/*.yaml: %v (%d files)", dir, err, len(files))
 	}
 	var objs []k8sObject
 	for _, file := range files {
@@ -381,21 +385,32 @@ func readK8s(t testing.TB) []k8sObject {
 	return objs
 }
 
-func TestKubernetesManifests(t *testing.T) {
-	t.Parallel()
-	objs := readK8s(t)
+// k8sWorkload is the sharesd container of a Deployment, with its
+// environment (env and envFrom ConfigMaps) and its replicas.
+type k8sWorkload struct {
+	where    string
+	c        k8sContainer
+	env      map[string]string
+	replicas int
+	strategy string
+}
+
+// checkK8sDeployments checks every Deployment of objs (read from dir) as
+// any sharesd workload must be, and returns them by subcommand.
+func checkK8sDeployments(t testing.TB, dir string, objs []k8sObject) map[string]k8sWorkload {
+	t.Helper()
 	configMaps := map[string]map[string]string{}
 	for _, o := range objs {
 		if o.Kind == "ConfigMap" {
 			configMaps[o.Meta.Name] = o.Data
 		}
 	}
-	deployments := map[string]k8sContainer{} // by subcommand
+	workloads := map[string]k8sWorkload{} // by subcommand
 	for _, o := range objs {
 		if o.Kind != "Deployment" {
 			continue
 		}
-		where := "deploy/k8s/" + o.file + ": " + o.Meta.Name
+		where := dir + "/" + o.file + ": " + o.Meta.Name
 		if !o.Spec.Template.Spec.SecurityContext.RunAsNonRoot {
 			t.Errorf("%s: pod securityContext.runAsNonRoot is not true", where)
 		}
@@ -416,13 +431,14 @@ func TestKubernetesManifests(t *testing.T) {
 				}
 				data, ok := configMaps[ef.ConfigMapRef.Name]
 				if !ok {
-					t.Errorf("%s: envFrom ConfigMap %s is not in deploy/k8s", cw, ef.ConfigMapRef.Name)
+					t.Errorf("%s: envFrom ConfigMap %s is not in %s", cw, ef.ConfigMapRef.Name, dir)
 				}
 				for k, v := range data {
 					env[k] = v
 				}
 			}
 			checkEnv(t, cw, c.Args[0], slices.Sorted(maps.Keys(env)))
+			checkConfig(t, cw, env)
 			if !c.SecurityContext.ReadOnlyRootFilesystem || c.SecurityContext.AllowPrivilegeEscalation == nil || *c.SecurityContext.AllowPrivilegeEscalation {
 				t.Errorf("%s: want readOnlyRootFilesystem: true and allowPrivilegeEscalation: false", cw)
 			}
@@ -435,30 +451,67 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 			checkProbe(t, cw+" readinessProbe", c.ReadinessProbe, "/readyz", c, addrPort(t, addr))
 			checkProbe(t, cw+" livenessProbe", c.LivenessProbe, "/healthz", c, addrPort(t, addr))
-			deployments[c.Args[0]] = c
 			replicas := 1 // the Kubernetes default
 			if o.Spec.Replicas != nil {
 				replicas = *o.Spec.Replicas
 			}
-			switch c.Args[0] {
-			case "api":
-				if replicas < 2 {
-					t.Errorf("%s: the API runs %d replicas, want 2 or more", where, replicas)
-				}
-			case "projector":
-				if replicas != 1 || o.Spec.Strategy.Type != "Recreate" {
-					t.Errorf("%s: the projector runs %d replicas with strategy %q, want 1 with Recreate", where, replicas, o.Spec.Strategy.Type)
-				}
-			}
+			workloads[c.Args[0]] = k8sWorkload{where: where, c: c, env: env, replicas: replicas, strategy: o.Spec.Strategy.Type}
 		}
 	}
 	for _, name := range []string{"api", "projector"} {
-		if _, ok := deployments[name]; !ok {
-			t.Errorf("deploy/k8s: no Deployment runs sharesd %s", name)
+		if _, ok := workloads[name]; !ok {
+			t.Errorf("%s: no Deployment runs sharesd %s", dir, name)
 		}
 	}
 	if !slices.ContainsFunc(objs, func(o k8sObject) bool { return o.Kind == "Service" && o.Meta.Name == "sharesd-api" }) {
-		t.Errorf("deploy/k8s: no Service sharesd-api")
+		t.Errorf("%s: no Service sharesd-api", dir)
+	}
+	return workloads
+}
+
+func TestKubernetesManifests(t *testing.T) {
+	t.Parallel()
+	ws := checkK8sDeployments(t, "deploy/k8s", readK8s(t, "deploy/k8s"))
+	if w, ok := ws["api"]; ok && w.replicas < 2 {
+		t.Errorf("%s: the API runs %d replicas, want 2 or more", w.where, w.replicas)
+	}
+	if w, ok := ws["projector"]; ok && (w.replicas != 1 || w.strategy != "Recreate") {
+		t.Errorf("%s: the projector runs %d replicas with strategy %q, want 1 with Recreate", w.where, w.replicas, w.strategy)
+	}
+}
+
+// TestKubernetesClusterManifests checks deploy/k8s/cluster: the projector
+// with 2 replicas or more (one active and the others standing by on the
+// lease today), the API scaled out, both on a Redis Cluster, the projector
+// on every server of a JetStream cluster creating its streams R3.
+func TestKubernetesClusterManifests(t *testing.T) {
+	t.Parallel()
+	const dir = "deploy/k8s/cluster"
+	objs := readK8s(t, dir)
+	ws := checkK8sDeployments(t, dir, objs)
+	for name, w := range ws {
+		if w.replicas < 2 {
+			t.Errorf("%s: sharesd %s runs %d replicas, want 2 or more", w.where, name, w.replicas)
+		}
+		if got := w.env["REDIS_CLUSTER"]; got != "true" {
+			t.Errorf("%s: REDIS_CLUSTER %q, want true", w.where, got)
+		}
+	}
+	if w, ok := ws["projector"]; ok {
+		if w.strategy == "Recreate" {
+			t.Errorf("%s: strategy Recreate stops every projector at once; want RollingUpdate", w.where)
+		}
+		if n := len(urlHosts(t, w.where, "NATS_URL", w.env)); n < 3 {
+			t.Errorf("%s: NATS_URL names %d servers, want the JetStream cluster's 3", w.where, n)
+		}
+		if got := w.env["STREAM_REPLICAS"]; got != "3" {
+			t.Errorf("%s: STREAM_REPLICAS %q, want 3", w.where, got)
+		}
+	}
+	for _, name := range []string{"sharesd-api", "sharesd-projector"} {
+		if !slices.ContainsFunc(objs, func(o k8sObject) bool { return o.Kind == "PodDisruptionBudget" && o.Meta.Name == name }) {
+			t.Errorf("%s: no PodDisruptionBudget %s", dir, name)
+		}
 	}
 }
 
