@@ -35,13 +35,14 @@ type Config struct {
 	MinSeqWait     time.Duration
 	BatchSize      int
 	MaxFetchBytes  int
+	LeaseTTL       time.Duration
 	ReadyStall     time.Duration
 	MaxConns       int
 }
 
 // envVars names the environment variable of each setting; the compose-file
 // test checks that every variable it sets is one of these.
-var envVars = []string{"NATS_URL", "REDIS_URL", "REDIS_CLUSTER", "STREAM_REPLICAS", "HTTP_ADDR", "SHARE_BASE_URL", "CRAFTKIT_ENV", "LOG_LEVEL", "LOG_FORMAT", "DEDUPE_HORIZON", "MIN_SEQ_WAIT", "BATCH_SIZE", "MAX_FETCH_BYTES", "READY_STALL", "MAX_CONNS"}
+var envVars = []string{"NATS_URL", "REDIS_URL", "REDIS_CLUSTER", "STREAM_REPLICAS", "HTTP_ADDR", "SHARE_BASE_URL", "CRAFTKIT_ENV", "LOG_LEVEL", "LOG_FORMAT", "DEDUPE_HORIZON", "MIN_SEQ_WAIT", "BATCH_SIZE", "MAX_FETCH_BYTES", "LEASE_TTL", "READY_STALL", "MAX_CONNS"}
 
 func envOr(getenv func(string) string, name, def string) string {
 	if v := getenv(name); v != "" {
@@ -139,6 +140,8 @@ func newFlagSet(name string, env *environment, cfg *Config, which ...string) (*f
 		fs.IntVar(&cfg.BatchSize, "batch-size", errs.int(g, "BATCH_SIZE", 512), "events applied per Redis round trip (env BATCH_SIZE)")
 		fs.IntVar(&cfg.MaxFetchBytes, "max-fetch-bytes", errs.int(g, "MAX_FETCH_BYTES", 8<<20),
 			"bytes of events the projector asks NATS for ahead and holds ahead of Redis; raised to twice the server's max payload if that is more (env MAX_FETCH_BYTES)")
+		fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", errs.duration(g, "LEASE_TTL", 5*time.Second),
+			"how long a projector that died keeps the lease before a standby takes over (env LEASE_TTL)")
 		fs.DurationVar(&cfg.ReadyStall, "ready-stall", errs.duration(g, "READY_STALL", 30*time.Second),
 			"how long the projector may apply nothing while events wait before /readyz answers 503 projector_stalled (env READY_STALL)")
 	}
@@ -209,6 +212,9 @@ func parse(fs *flag.FlagSet, errs *envErrors, cfg *Config, args []string) error 
 	}
 	if fs.Lookup("max-fetch-bytes") != nil && (cfg.MaxFetchBytes < 64<<10 || cfg.MaxFetchBytes > 1<<30) {
 		bad("max-fetch-bytes", "MAX_FETCH_BYTES", strconv.Itoa(cfg.MaxFetchBytes), "65536 to 1073741824")
+	}
+	if fs.Lookup("lease-ttl") != nil && (cfg.LeaseTTL < 300*time.Millisecond || cfg.LeaseTTL > 10*time.Minute) {
+		bad("lease-ttl", "LEASE_TTL", cfg.LeaseTTL.String(), "a duration between 300ms and 10m")
 	}
 	if fs.Lookup("ready-stall") != nil && cfg.ReadyStall <= 0 {
 		bad("ready-stall", "READY_STALL", cfg.ReadyStall.String(), "a positive duration")

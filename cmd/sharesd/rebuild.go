@@ -99,7 +99,7 @@ func (c *clients) Close() {
 // newProjector returns a one-off projector (rebuild) on c.
 func newProjector(c *clients, cfg Config, logger *slog.Logger) *projector.Projector {
 	return projector.New(c.js, c.store, logger.With("component", "rebuild"), projector.NewMetrics(prometheus.NewRegistry()),
-		projector.Config{BatchSize: cfg.BatchSize, MaxFetchBytes: cfg.MaxFetchBytes})
+		projector.Config{BatchSize: cfg.BatchSize, MaxFetchBytes: cfg.MaxFetchBytes, LeaseTTL: cfg.LeaseTTL})
 }
 
 // progress shows a rebuild's advance: a bar on a terminal, else a log line

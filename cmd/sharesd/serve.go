@@ -132,7 +132,7 @@ func newProjectorPart(logger *slog.Logger, cfg Config, reg prometheus.Registerer
 		return nil, err
 	}
 	proj := projector.New(c.js, c.store, logger.With("component", "projector"), projector.NewMetrics(reg),
-		projector.Config{BatchSize: cfg.BatchSize, MaxFetchBytes: cfg.MaxFetchBytes})
+		projector.Config{BatchSize: cfg.BatchSize, MaxFetchBytes: cfg.MaxFetchBytes, LeaseTTL: cfg.LeaseTTL})
 	return &projectorPart{clients: c, proj: proj, replicas: cfg.StreamReplicas}, nil
 }
 

@@ -476,6 +476,7 @@ func TestRunConfigErrors(t *testing.T) {
 		{"zero READY_STALL", []string{"serve"}, map[string]string{"READY_STALL": "0s"}, `-ready-stall / READY_STALL: got "0s", want a positive duration`},
 		{"negative -ready-stall", []string{"projector", "-ready-stall", "-1s"}, nil, "-ready-stall / READY_STALL"},
 		{"READY_STALL not a duration", []string{"serve"}, map[string]string{"READY_STALL": "soon"}, `READY_STALL: got "soon"`},
+		{"LEASE_TTL too short", []string{"projector"}, map[string]string{"LEASE_TTL": "10ms"}, `-lease-ttl / LEASE_TTL: got "10ms", want a duration between 300ms and 10m`},
 		{"MAX_FETCH_BYTES too small", []string{"serve"}, map[string]string{"MAX_FETCH_BYTES": "1024"}, `-max-fetch-bytes / MAX_FETCH_BYTES: got "1024", want 65536 to 1073741824`},
 		{"-max-fetch-bytes not a number", []string{"projector", "-max-fetch-bytes", "8MiB"}, nil, "max-fetch-bytes"},
 		{"MAX_CONNS of 1", []string{"api"}, map[string]string{"MAX_CONNS": "1"}, `-max-conns / MAX_CONNS: got "1", want 2 or more`},
