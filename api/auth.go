@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/projector/readmodel"
@@ -58,33 +57,41 @@ func bearer(h string) (string, bool) {
 	return token, token != "" && !strings.ContainsAny(token, " \t")
 }
 
-// keyCache keeps key lookups (found or not) for a short TTL, bounded in
-// size. The TTL bounds how long a revoked key is still accepted.
+// keyCache keeps key lookups (found or not), bounded in size, with no
+// time-to-live: an entry is served only while the announcements of the
+// projector (see readmodel.Store.FollowApplied) are followed live and no
+// key change has been announced since it was read. Every announced key
+// change, generation switch, (re)subscription and lost subscription empties
+// it; until a subscription is live again every lookup asks Redis.
+//
+// epoch counts the emptyings: a lookup stores its answer only if the epoch
+// has not moved since it started, so an answer read before a change and
+// returned after its announcement is never kept.
 type keyCache struct {
 	store Store
-	ttl   time.Duration
 	size  int
 
 	mu      sync.Mutex
+	live    bool
+	epoch   uint64
 	entries map[string]keyEntry
 }
 
 type keyEntry struct {
-	key     readmodel.Key
-	err     error // nil or readmodel.ErrNotFound
-	expires time.Time
+	key readmodel.Key
+	err error // nil or readmodel.ErrNotFound
 }
 
-func newKeyCache(store Store, ttl time.Duration, size int) *keyCache {
-	return &keyCache{store: store, ttl: ttl, size: size, entries: make(map[string]keyEntry)}
+func newKeyCache(store Store, size int) *keyCache {
+	return &keyCache{store: store, size: size, entries: make(map[string]keyEntry)}
 }
 
 func (c *keyCache) get(ctx context.Context, hash string) (readmodel.Key, error) {
-	now := time.Now()
 	c.mu.Lock()
 	e, ok := c.entries[hash]
+	epoch := c.epoch
 	c.mu.Unlock()
-	if ok && now.Before(e.expires) {
+	if ok {
 		return e.key, e.err
 	}
 	key, err := c.store.Key(ctx, hash)
@@ -93,16 +100,38 @@ func (c *keyCache) get(ctx context.Context, hash string) (readmodel.Key, error) 
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.live || c.epoch != epoch {
+		return key, err
+	}
 	if len(c.entries) >= c.size {
-		for k, old := range c.entries { // evict the expired, else any one
-			if now.After(old.expires) || len(c.entries) >= c.size {
-				delete(c.entries, k)
-			}
+		for k := range c.entries { // evict about half, at random
+			delete(c.entries, k)
 			if len(c.entries) < c.size/2 {
 				break
 			}
 		}
 	}
-	c.entries[hash] = keyEntry{key: key, err: err, expires: now.Add(c.ttl)}
+	c.entries[hash] = keyEntry{key: key, err: err}
 	return key, err
+}
+
+// follow takes in what FollowApplied reports.
+func (c *keyCache) follow(a readmodel.AppliedPos) {
+	switch {
+	case a.Lost:
+		c.reset(false)
+	case !a.Announced: // (re)subscribed, or switched: live from now on
+		c.reset(true)
+	case a.Keys:
+		c.reset(true)
+	}
+}
+
+// reset empties the cache and records whether it may fill again.
+func (c *keyCache) reset(live bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	c.live = live
+	clear(c.entries)
 }

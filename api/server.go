@@ -17,11 +17,12 @@ import (
 
 // Config configures the API. Zero durations take the defaults.
 type Config struct {
-	Env          string        // events.EnvLive or EnvTest: the keys this server accepts
-	ShareBase    string        // share base of projects that set none, no trailing slash
-	MinSeqWait   time.Duration // longest ?minSeq wait (default 2s)
-	KeyCacheTTL  time.Duration // how long a key lookup is reused (default 500ms)
-	KeyCacheSize int           // most keys cached (default 10000)
+	Env        string        // events.EnvLive or EnvTest: the keys this server accepts
+	ShareBase  string        // share base of projects that set none, no trailing slash
+	MinSeqWait time.Duration // longest ?minSeq wait (default 2s)
+	// KeyCacheSize bounds the key lookups kept while the announcements
+	// are followed (default 10000; see Server.Follow).
+	KeyCacheSize int
 	// BodyCacheBytes bounds the rendered bodies kept for reuse while their
 	// render is unchanged (default 64 MiB; negative disables).
 	BodyCacheBytes int
@@ -42,9 +43,6 @@ func (c *Config) defaults() {
 	}
 	if c.MinSeqWait <= 0 {
 		c.MinSeqWait = 2 * time.Second
-	}
-	if c.KeyCacheTTL <= 0 {
-		c.KeyCacheTTL = 500 * time.Millisecond
 	}
 	if c.KeyCacheSize <= 0 {
 		c.KeyCacheSize = 10000
@@ -71,18 +69,36 @@ type server struct {
 	cfg       Config
 }
 
+// Server is the API's handler.
+type Server struct {
+	http.Handler
+	s *server
+}
+
 // NewServer returns the API's handler, recording in metrics (see
 // NewMetrics). positions may be nil, in which case ?minSeq reads once
-// without waiting; metrics may be nil.
-func NewServer(logger *slog.Logger, store Store, positions *Positions, metrics *Metrics, cfg Config) http.Handler {
+// without waiting; metrics may be nil. Until it is given the
+// announcements (see Follow) it asks Redis for every key.
+func NewServer(logger *slog.Logger, store Store, positions *Positions, metrics *Metrics, cfg Config) *Server {
 	cfg.defaults()
 	s := &server{logger: logger, store: store, positions: positions, cfg: cfg,
-		keys: newKeyCache(store, cfg.KeyCacheTTL, cfg.KeyCacheSize)}
+		keys: newKeyCache(store, cfg.KeyCacheSize)}
 	// Paths are matched as sent: mux neither cleans them (with a 301) nor
 	// decodes %2F into a separator; onlyCleanPaths refuses the unclean.
 	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
 	addRoutes(r, s)
 	r.Use(nameRoute)
 	// Wrapped from the outside: router.Use would skip 404 and 405.
-	return withRequestID(withLogging(logger, metrics, onlyCleanPaths(noBody(r))))
+	return &Server{Handler: withRequestID(withLogging(logger, metrics, onlyCleanPaths(noBody(r)))), s: s}
+}
+
+// Follow takes in what readmodel.Store.FollowApplied reports: it empties
+// the key cache when keys may have changed or the announcements may have
+// been missed, then moves positions. Pass it to FollowApplied, which calls
+// it from one goroutine.
+func (srv *Server) Follow(a readmodel.AppliedPos) {
+	srv.s.keys.follow(a)
+	if srv.s.positions != nil {
+		srv.s.positions.Set(a.Seq)
+	}
 }

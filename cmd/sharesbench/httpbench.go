@@ -52,9 +52,9 @@ func serveHTTP(h http.Handler) (string, func() error, error) {
 // newAPI is the API as sharesd serves it: api.NewServer on a store with the
 // API's Redis client, following the projector's announcements.
 func newAPI(ctx context.Context, store *readmodel.Store) http.Handler {
-	positions := api.NewPositions()
-	go store.FollowApplied(ctx, func(a readmodel.AppliedPos) { positions.Set(a.Seq) })
-	return api.NewServer(slog.New(slog.DiscardHandler), store, positions, nil, api.Config{Env: events.EnvLive, ShareBase: shareBase})
+	srv := api.NewServer(slog.New(slog.DiscardHandler), store, api.NewPositions(), nil, api.Config{Env: events.EnvLive, ShareBase: shareBase})
+	go store.FollowApplied(ctx, srv.Follow)
+	return srv
 }
 
 // fixedResponse is what the API answered for one render: the ceiling

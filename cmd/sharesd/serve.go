@@ -92,12 +92,6 @@ func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener
 		g.Add(func() error { return proj.run(ctx, logger, store) }, func(error) { cancel() })
 	}
 	positions := api.NewPositions()
-	if m.api() {
-		g.Add(func() error {
-			store.FollowApplied(ctx, func(a readmodel.AppliedPos) { positions.Set(a.Seq) })
-			return nil
-		}, func(error) { cancel() })
-	}
 	metrics := api.NewMetrics(reg)
 	handler := api.NewServer(logger.With("component", "api"), store, positions, metrics, api.Config{
 		Env: cfg.Env, ShareBase: cfg.ShareBase, MinSeqWait: cfg.MinSeqWait,
@@ -105,6 +99,12 @@ func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener
 		HealthOnly:     !m.api(),
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
 	})
+	if m.api() { // the announcements move positions and keep the key cache exact
+		g.Add(func() error {
+			store.FollowApplied(ctx, handler.Follow)
+			return nil
+		}, func(error) { cancel() })
+	}
 	addHTTP(&g, logger, cfg, ln, m, handler, metrics, positions)
 	for _, f := range extra {
 		g.Add(func() error { return f(ctx) }, func(error) { cancel() })

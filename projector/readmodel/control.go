@@ -58,11 +58,17 @@ func (s *Store) RequestHandover(ctx context.Context, gen string) error {
 }
 
 // Activate makes gen the active generation if prev ("" for none) still is.
-// It reports whether it did.
+// It reports whether it did, and announces the switch when it did (see
+// FollowApplied).
 func (s *Store) Activate(ctx context.Context, gen, prev string) (bool, error) {
 	n, err := activate.Run(ctx, s.rdb, []string{ctlKey()}, gen, prev).Int()
 	if err != nil {
 		return false, fmt.Errorf("activate %s: %w", gen, err)
+	}
+	if n == 1 {
+		// Not retried: the switch is made. A reader that misses it learns
+		// of it when its subscription starts over.
+		_ = s.announce(ctx, s.rdb, announceSwitch).Err()
 	}
 	return n == 1, nil
 }

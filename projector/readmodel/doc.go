@@ -48,7 +48,12 @@
 //	                               built from: a recreated stream is noticed)
 //	sharesd:{meta}:lease   string  token of the projector that holds the lease (TTL)
 //	sharesd:applied        pub/sub channel: the projector's position after each batch
-//	                       (sharded pub/sub, SPUBLISH, on a Redis Cluster)
+//	                       (sharded pub/sub, SPUBLISH, on a Redis Cluster); the
+//	                       payload is "<seq>", or "<seq> keys" when the batch held
+//	                       an apikey.created or apikey.revoked (never a key or its
+//	                       hash), or "switch" when Activate made another generation
+//	                       active; readers ignore words they do not know after
+//	                       "<seq>" (see FollowApplied)
 //	sharesd:{fence:N}      string  Redis Cluster only: a counter bumped on one
 //	                               master before WAIT (see Store.Apply); N is
 //	                               chosen so that the key lies on that master

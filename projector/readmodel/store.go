@@ -169,8 +169,12 @@ func (s *Store) ReadControl(ctx context.Context) (Control, error) {
 // checkpoint > 0 it also raises gen's resume position to it: pass the last
 // sequence of a batch that has already been applied in full, never of this
 // one (a pipeline is not atomic). When announce is set, the last sequence is
-// published for readers waiting on ?minSeq. Apply returns one Result per op
-// and the control state read in the same round trip.
+// published for readers waiting on ?minSeq, flagged when the batch held a
+// key event (see doc.go): on a single node in the same round trip, after
+// the writes; on a Redis Cluster, whose pipeline runs on every master at
+// once, in a round trip of its own once the writes are replicated, so no
+// reader hears of a write before it can read it. Apply returns one Result
+// per op and the control state read in the same round trip.
 //
 // On a Redis Cluster, Apply returns only once a replica of every master
 // that ops wrote to has acknowledged the writes, and fails with
@@ -178,15 +182,20 @@ func (s *Store) ReadControl(ctx context.Context) (Control, error) {
 // them, so the caller may save the batch's end as a position (see
 // projector/doc.go).
 func (s *Store) Apply(ctx context.Context, gen string, ops []Op, checkpoint uint64, announce bool) ([]Result, Control, error) {
-	out, ctl, err := s.apply(ctx, gen, ops, checkpoint, announce)
+	announce = announce && len(ops) > 0
+	inline := announce && s.cluster() == nil
+	out, ctl, err := s.apply(ctx, gen, ops, checkpoint, inline)
 	if isNoScript(err) { // Redis restarted or flushed its script cache, or a replica took over
 		if err := s.LoadScripts(ctx); err != nil {
 			return nil, Control{}, err
 		}
-		out, ctl, err = s.apply(ctx, gen, ops, checkpoint, announce)
+		out, ctl, err = s.apply(ctx, gen, ops, checkpoint, inline)
 	}
 	if err == nil && s.cluster() != nil {
 		err = s.replicated(ctx, opKeys(gen, ops))
+		if err == nil && announce {
+			err = s.announce(ctx, s.rdb, announcement(ops)).Err()
+		}
 	}
 	if err != nil {
 		return nil, Control{}, err
@@ -203,8 +212,8 @@ func (s *Store) apply(ctx context.Context, gen string, ops []Op, checkpoint uint
 	if checkpoint > 0 {
 		evalsha(ctx, p, setPos, []string{ctlKey()}, posField(gen), checkpoint)
 	}
-	if announce && len(ops) > 0 {
-		s.announce(ctx, p, ops[len(ops)-1].Seq)
+	if announce {
+		s.announce(ctx, p, announcement(ops))
 	}
 	ctlCmd := p.HGetAll(ctx, ctlKey())
 	if _, err := p.Exec(ctx); err != nil {

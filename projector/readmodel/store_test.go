@@ -475,8 +475,9 @@ func TestApplyCheckpointAndAnnounce(t *testing.T) {
 }
 
 // TestFollowAppliedResubscribes checks that FollowApplied, when its
-// connection is lost, subscribes again and reads the saved position again:
-// a position saved but not announced meanwhile is not missed.
+// connection is lost, reports it Lost, subscribes again and reads the saved
+// position again: a position saved but not announced meanwhile is not
+// missed.
 func TestFollowAppliedResubscribes(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 0)
@@ -491,13 +492,15 @@ func TestFollowAppliedResubscribes(t *testing.T) {
 	if err := f.rdb.ClientKillByFilter(ctx, "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case got := <-positions:
-		if want := (AppliedPos{Seq: 42}); got != want {
-			t.Errorf("after the connection was lost: %+v, want %+v", got, want)
+	for _, want := range []AppliedPos{{Lost: true}, {Seq: 42}} {
+		select {
+		case got := <-positions:
+			if got != want {
+				t.Errorf("after the connection was lost: %+v, want %+v", got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %+v within 10s of the connection being lost", want)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no position within 10s of the connection being lost")
 	}
 }
 
