@@ -12,7 +12,8 @@ import (
 // measureHTTP runs the HTTP phases against the API (api.NewServer on a
 // loopback listener, reading the projected Redis) and against the HTTP
 // ceiling sending the API's own responses: closed loop on each size, the
-// 304 path, open loop at half the 10-share rate, and freshness under load.
+// 304 path, open loop at half the 10-share rate, then freshness and
+// revocation latency under that load.
 func (b *bench) measureHTTP(ctx context.Context) (err error) {
 	ardb, err := redisClient(b.redisURL, true, 0)
 	if err != nil {
@@ -45,7 +46,10 @@ func (b *bench) measureHTTP(ctx context.Context) (err error) {
 	if err := b.openLoops(ctx, half, apiAddr, ceilAddr); err != nil {
 		return err
 	}
-	return b.freshness(ctx, astore, apiAddr, b.listRequests(apiAddr, 10), half)
+	if err := b.freshness(ctx, astore, apiAddr, b.listRequests(apiAddr, 10), half); err != nil {
+		return err
+	}
+	return b.revocations(ctx, astore, apiAddr, b.listRequests(apiAddr, 10), half)
 }
 
 // fixedSizeOf maps each fixed-size render's id to its number of shares.

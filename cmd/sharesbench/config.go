@@ -15,6 +15,7 @@ type config struct {
 	Duration     time.Duration // measured time of each load phase
 	Warmup       time.Duration // unmeasured time before each closed-loop phase
 	Freshness    time.Duration // length of the freshness phase
+	Revocations  int           // keys revoked in the revocation phase
 	Clients      int           // closed-loop HTTP clients
 	ApplyWorkers int           // goroutines of the Redis apply ceiling
 	BatchSize    int           // events per Redis round trip (the projector's default)
@@ -40,6 +41,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.Duration, "duration", 5*time.Second, "measured time of each HTTP load phase")
 	fs.DurationVar(&c.Warmup, "warmup", time.Second, "unmeasured warm-up before each closed-loop phase")
 	fs.DurationVar(&c.Freshness, "freshness", 10*time.Second, "length of the live freshness phase")
+	fs.IntVar(&c.Revocations, "revocations", 100, "API keys revoked one at a time, each timed to the API's first 401, under the open loop")
 	fs.IntVar(&c.Clients, "clients", 32, "concurrent keep-alive HTTP clients of the closed-loop load")
 	fs.IntVar(&c.ApplyWorkers, "apply-workers", 4, "goroutines pipelining batches in the Redis apply ceiling")
 	fs.IntVar(&c.BatchSize, "batch", 512, "events per Redis round trip, for the projector and the apply ceiling")
@@ -76,8 +78,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("-revoked: got %v, want a fraction between 0 and 1", c.workload.Revoked)
 	case c.Rate <= 0 || c.Duration <= 0 || c.Freshness <= 0:
 		return c, errors.New("-rate, -duration and -freshness must be positive")
-	case c.Clients < 1 || c.ApplyWorkers < 1 || c.BatchSize < 1:
-		return c, errors.New("-clients, -apply-workers and -batch must be at least 1")
+	case c.Clients < 1 || c.ApplyWorkers < 1 || c.BatchSize < 1 || c.Revocations < 1:
+		return c, errors.New("-clients, -apply-workers, -batch and -revocations must be at least 1")
 	}
 	return c, nil
 }

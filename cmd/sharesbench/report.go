@@ -33,6 +33,7 @@ type results struct {
 		batches int           // announcements: batches the projector applied
 		gap     time.Duration // longest time between two announcements
 	}
+	revoke revocationRun
 }
 
 func (w *workload) describe() string {
@@ -132,6 +133,16 @@ func apiRows(t table, r results) {
 	hc := r.halfRateCeiling
 	t.row("api", fmt.Sprintf("the same open loop on the HTTP ceiling (%s req/s sent): the machine's own tail", num(hc.rate())),
 		tail(hc), "", "", "", cores(hc.cpu))
+	rv := r.revoke
+	t.row("api", fmt.Sprintf("revocation: publish → first 401, %d keys revoked one at a time, API at %s req/s (p99 %s)", len(rv.published), num(rv.api.rate()), msf(rv.api.pct(0.99))),
+		spread(rv.published), "", "", "", cores(rv.api.cpu))
+	ap99 := pct(rv.applied, 0.99)
+	t.row("api", "revocation: applied in Redis (announced) → first 401",
+		spread(rv.applied), "", "", "p99 ≤ 50 ms "+verdict(ap99 <= 50*time.Millisecond), "")
+}
+
+func spread(sorted []time.Duration) string {
+	return fmt.Sprintf("p50 %s / p99 %s / max %s", msf(pct(sorted, 0.5)), msf(pct(sorted, 0.99)), msf(pct(sorted, 1)))
 }
 
 func tail(l loadResult) string {

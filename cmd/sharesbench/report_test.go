@@ -79,5 +79,10 @@ func sampleResults() results {
 	}
 	r.fresh.lat, r.fresh.events, r.fresh.rate = lat(3*time.Millisecond), 20000, 5000
 	r.fresh.api, r.fresh.cpu, r.fresh.batches, r.fresh.gap = load(8000, time.Millisecond), usage{1.5, 0.4}, 900, 40*time.Millisecond
+	for i := range 100 {
+		r.revoke.published = append(r.revoke.published, 2*time.Millisecond+time.Duration(i)*50*time.Microsecond)
+		r.revoke.applied = append(r.revoke.applied, 300*time.Microsecond+time.Duration(i)*20*time.Microsecond)
+	}
+	r.revoke.api = load(7000, 3*time.Millisecond)
 	return r
 }
