@@ -142,3 +142,29 @@ func TestFollowAppliedSilent(t *testing.T) {
 		t.Errorf("after the resume: %+v, want the saved position", got)
 	}
 }
+
+// TestFollowAppliedQuietStaysLive checks that a subscription to which
+// nothing is announced for several times followSilence is kept, its pings
+// answered, on a single node and on a Redis Cluster (sharded pub/sub): a
+// quiet projector does not empty the readers' caches.
+func TestFollowAppliedQuietStaysLive(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name    string
+		fixture func(t *testing.T) *fixture
+	}{
+		{"single node", func(t *testing.T) *fixture { return newFixture(t, 0) }},
+		{"cluster", func(t *testing.T) *fixture { f, _ := newClusterFixture(t); return f }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			positions := tt.fixture(t).follow()
+			next(t, positions)
+			select {
+			case a := <-positions:
+				t.Fatalf("quiet subscription: reported %+v, want nothing", a)
+			case <-time.After(4 * followSilence):
+			}
+		})
+	}
+}
