@@ -167,16 +167,15 @@ func (p *Projector) lead(parent context.Context) {
 		err := p.step(ctx)
 		switch {
 		case ctx.Err() != nil:
-			if errors.Is(context.Cause(ctx), errLeaseLost) {
-				p.logger.Warn("lost the projector lease; standing by")
-			}
-			return
 		case errors.Is(err, errSwitch):
 			backoff.reset()
 		case err != nil:
 			p.fail(ctx, "project", err)
-			backoff.wait(ctx)
+			backoff.wait(ctx) // the lease may be lost meanwhile
 		}
+	}
+	if errors.Is(context.Cause(ctx), errLeaseLost) {
+		p.logger.Warn("lost the projector lease; standing by")
 	}
 }
 
