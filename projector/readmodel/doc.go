@@ -12,7 +12,8 @@
 //	                               listed ("1" once render.created or
 //	                               share.created applied), deleted ("1"),
 //	                               reg (sequence of the event that registered
-//	                               it, fixing project)
+//	                               it, kept only when other projects' events
+//	                               were held for it)
 //	sharesd:G:{R}:shares   zset    shareId scored by createdAt in ms; a reverse
 //	                               range gives newest first, ties by id descending
 //	sharesd:G:{R}:recs     hash    shareId -> share record (compact binary, see

@@ -21,7 +21,8 @@ import "github.com/redis/go-redis/v9"
 // the registering project's part into the render and drops the rest except
 // the other projects' sequences, which the reply lists for dead-lettering:
 // {outcome, seq, seq, ...}. They stay in the hash, so a redelivered
-// registration (its sequence is the render's "reg") lists them again.
+// registration (its sequence is the render's "reg", kept only when it
+// listed some) lists them again.
 //
 //	KEYS  render, shares, recs, clicks, revoked, seen, pending (see renderKeysOf)
 //	ARGV  seq, type, projectId, event digest, stream time ms, horizon ms,
@@ -65,8 +66,8 @@ if not cur[2] and not registers then
 end
 local reply = 0
 if not cur[2] then
-  redis.call('HSET', KEYS[1], 'project', project, 'reg', ARGV[1])
-  cur[2], cur[5] = project, ARGV[1]
+  redis.call('HSET', KEYS[1], 'project', project)
+  cur[2] = project
   local drop = {}
   local fields = redis.call('HGETALL', KEYS[7])
   for i = 1, #fields, 2 do
@@ -96,6 +97,7 @@ if not cur[2] then
     redis.call('HSET', KEYS[1], 'deleted', '1')
   end
   reply = foreign(0)
+  if type(reply) == 'table' then redis.call('HSET', KEYS[1], 'reg', ARGV[1]) end
 end
 if cur[3] then
   if type(reply) == 'table' then reply[1] = 4 return reply end
