@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -83,15 +82,7 @@ func TestDeadletterListNotStored(t *testing.T) {
 	if err != nil {
 		t.Fatalf("deadletter list -json: %v", err)
 	}
-	var got []deadLetter
-	dec := json.NewDecoder(strings.NewReader(out))
-	for dec.More() {
-		var d deadLetter
-		if err := dec.Decode(&d); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, d)
-	}
+	got := decodeDeadLetters(t, out)
 	if len(got) != 2 || got[0].NotStored || got[0].Truncated != "body 2000000" {
 		t.Fatalf("list -json = %+v, want the cut copy first, then the event not stored", got)
 	}

@@ -439,15 +439,7 @@ func TestDeadletter(t *testing.T) {
 		if err != nil {
 			t.Fatalf("deadletter list: %v", err)
 		}
-		var got []deadLetter
-		dec := json.NewDecoder(strings.NewReader(out))
-		for dec.More() {
-			var d deadLetter
-			if err := dec.Decode(&d); err != nil {
-				t.Fatal(err)
-			}
-			got = append(got, d)
-		}
+		got := decodeDeadLetters(t, out)
 		if len(got) != 2 {
 			t.Fatalf("got %d dead letters, want 2:\n%s", len(got), out)
 		}
@@ -581,4 +573,19 @@ func TestMaskSecrets(t *testing.T) {
 			}
 		})
 	}
+}
+
+// decodeDeadLetters reads the JSON lines of `deadletter list -json`.
+func decodeDeadLetters(t testing.TB, out string) []deadLetter {
+	t.Helper()
+	var got []deadLetter
+	dec := json.NewDecoder(strings.NewReader(out))
+	for dec.More() {
+		var d deadLetter
+		if err := dec.Decode(&d); err != nil {
+			t.Fatalf("deadletter list -json: %v", err)
+		}
+		got = append(got, d)
+	}
+	return got
 }
