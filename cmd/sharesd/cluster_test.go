@@ -31,12 +31,8 @@ import (
 func TestClusterFault(t *testing.T) {
 	faultLong(t)
 	t.Parallel()
-	bin := faultBuild(t)
-	nats := natstest.StartCluster(t, 3)
-	rc := redistest.StartCluster(t)
-	_, js := nats.Connect(t, jetstream.WithPublishAsyncTimeout(5*time.Second), jetstream.WithPublishAsyncMaxPending(2000))
-	f := &faultEnv{bin: bin, js: js, store: readmodel.New(rc.Client(t), readmodel.DefaultHorizon)}
-	env := []string{"NATS_URL=" + nats.URL, "REDIS_URL=" + rc.URL, "REDIS_CLUSTER=true", "STREAM_REPLICAS=3", "LOG_FORMAT=json"}
+	f, nats, rc, env := startClusterFault(t)
+	bin, js := f.bin, f.js
 
 	child := startFaultChild(t, bin, env, "projector", "-http-addr", "127.0.0.1:0")
 	waitStreams(t, js, 3) // created by the projector, as STREAM_REPLICAS says
@@ -161,12 +157,8 @@ func TestClusterConfig(t *testing.T) {
 func TestClusterPausedProjector(t *testing.T) {
 	faultLong(t)
 	t.Parallel()
-	bin := faultBuild(t)
-	nats := natstest.StartCluster(t, 3)
-	rc := redistest.StartCluster(t)
-	_, js := nats.Connect(t, jetstream.WithPublishAsyncTimeout(5*time.Second), jetstream.WithPublishAsyncMaxPending(2000))
-	f := &faultEnv{bin: bin, js: js, store: readmodel.New(rc.Client(t), readmodel.DefaultHorizon)}
-	env := []string{"NATS_URL=" + nats.URL, "REDIS_URL=" + rc.URL, "REDIS_CLUSTER=true", "STREAM_REPLICAS=3", "LOG_FORMAT=json"}
+	f, nats, _, env := startClusterFault(t)
+	bin, js := f.bin, f.js
 	ctx := context.Background()
 
 	first := startFaultChild(t, bin, env, "projector", "-http-addr", "127.0.0.1:0")
@@ -256,4 +248,18 @@ func TestClusterPausedProjector(t *testing.T) {
 		t.Fatalf("the resumed projector: %v", err)
 	}
 	f.checkExact(t, w.plus(int(live.views.Load())))
+}
+
+// startClusterFault starts a 3-node JetStream cluster and a Redis Cluster
+// for the real binary, and returns the fault harness on them with the
+// environment a sharesd child needs to use both.
+func startClusterFault(t *testing.T) (*faultEnv, *natstest.Cluster, *redistest.Cluster, []string) {
+	t.Helper()
+	bin := faultBuild(t)
+	nats := natstest.StartCluster(t, 3)
+	rc := redistest.StartCluster(t)
+	_, js := nats.Connect(t, jetstream.WithPublishAsyncTimeout(5*time.Second), jetstream.WithPublishAsyncMaxPending(2000))
+	f := &faultEnv{bin: bin, js: js, store: readmodel.New(rc.Client(t), readmodel.DefaultHorizon)}
+	env := []string{"NATS_URL=" + nats.URL, "REDIS_URL=" + rc.URL, "REDIS_CLUSTER=true", "STREAM_REPLICAS=3", "LOG_FORMAT=json"}
+	return f, nats, rc, env
 }
