@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # install-deps.sh installs what the tests need beyond Go and Go modules:
 # make, a C compiler (go test -race needs cgo), redis-server and redis-cli
-# (the cluster tests create a Redis Cluster with it; NATS is embedded). It installs nothing that is already there. Tests run their own
-# redis-server on a random port, so the package's own service on 6379 is
-# kept from starting where possible.
+# (the cluster tests create a Redis Cluster with it; NATS is embedded). It
+# installs nothing that is already there. Tests run their own redis-server
+# on a random port, so the package's own service on 6379 is kept from
+# starting where possible.
 set -euo pipefail
 
 missing=()
