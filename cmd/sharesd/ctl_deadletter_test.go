@@ -92,4 +92,12 @@ func TestDeadletterListNotStored(t *testing.T) {
 	if strings.Contains(strings.ToLower(out), strings.ToLower(upperHash)) {
 		t.Fatal("list shows a key hash")
 	}
+
+	out, _, err = h.run(t, "", "status")
+	if err != nil {
+		t.Fatalf("status: %v", err)
+	}
+	if !strings.Contains(out, "(and 1 not stored)") || !strings.Contains(out, "1 bad events the dead-letter stream refused") {
+		t.Fatalf("status does not count the event not stored:\n%s", out)
+	}
 }

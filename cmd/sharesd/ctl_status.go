@@ -25,6 +25,7 @@ type statusReport struct {
 	Building        *genStatus       `json:"building"` // nil unless a full rebuild is writing one
 	Handover        *genStatus       `json:"handover"` // nil unless a rebuild waits for the live projector
 	DeadLetters     *uint64          `json:"deadLetters"`
+	NotStored       int              `json:"deadLettersNotStored"` // bad events the dead-letter stream refused, recorded instead
 	LeaseHeld       bool             `json:"projectorLeaseHeld"`
 	Generations     map[string]int64 `json:"generations"` // keys of each generation in Redis
 	MaxmemoryPolicy string           `json:"maxmemoryPolicy"`
@@ -113,6 +114,14 @@ func collectStatus(ctx context.Context, js jetstream.JetStream, store *readmodel
 		}
 	}
 
+	failed, err := projector.Failures(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	if rep.NotStored = len(failed); rep.NotStored > 0 {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d bad events the dead-letter stream refused: see NOT STORED in `sharesd deadletter list`", rep.NotStored))
+	}
+
 	ctl, err := store.ReadControl(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("-redis-url / REDIS_URL: %w", err)
@@ -192,6 +201,9 @@ func printStatus(out io.Writer, rep *statusReport) error {
 	dl := "stream missing"
 	if rep.DeadLetters != nil {
 		dl = fmt.Sprintf("%d", *rep.DeadLetters)
+	}
+	if rep.NotStored > 0 {
+		dl += fmt.Sprintf(" (and %d not stored)", rep.NotStored)
 	}
 	fmt.Fprintf(w, "dead letters\t%s\n", dl)
 	fmt.Fprintf(w, "generations in redis\t%s\n", describeGens(rep.Generations))
