@@ -19,11 +19,7 @@ func (p *Projector) deadLetterHeld(ctx context.Context, r run, trigger uint64, s
 	if len(seqs) == 0 {
 		return nil
 	}
-	s, err := p.js.Stream(ctx, events.Stream)
-	if err != nil {
-		p.metrics.NATSErrors.Inc()
-		return fmt.Errorf("stream %s: %w", events.Stream, err)
-	}
+	var s jetstream.Stream // looked up at the first event not yet dead-lettered
 	const reason = "projectId is not the project that registered the render"
 	for _, seq := range seqs {
 		done, err := r.dead.handled(ctx, seq, trigger)
@@ -32,6 +28,12 @@ func (p *Projector) deadLetterHeld(ctx context.Context, r run, trigger uint64, s
 		}
 		if done {
 			continue // a replay: dead-lettered when the render was first registered
+		}
+		if s == nil {
+			if s, err = p.js.Stream(ctx, events.Stream); err != nil {
+				p.metrics.NATSErrors.Inc()
+				return fmt.Errorf("stream %s: %w", events.Stream, err)
+			}
 		}
 		m, err := s.GetMsg(ctx, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
