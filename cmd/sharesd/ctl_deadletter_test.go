@@ -13,7 +13,6 @@ import (
 
 	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/events/eventstest"
-	"github.com/craftkit/sharesd/events/polltest"
 	"github.com/craftkit/sharesd/projector"
 )
 
@@ -52,16 +51,7 @@ func TestDeadletterListNotStored(t *testing.T) {
 	publishCtl(t, h, eventstest.RenderCreated(ctlProject, ctlRender).WithID("ev-render"))
 	badSeq := publishCtl(t, h, eventstest.APIKeyCreated(ctlProject, "key_bad", "", "live").With("keyHash", upperHash).WithID("ev-key-bad"))
 	publishCtl(t, h, ctlShare("share-1", "link").WithID("ev-share"))
-	polltest.WaitFor(t, 15*time.Second, func() error {
-		l, err := h.store.List(ctx, ctlProject, ctlRender, nil)
-		if err != nil {
-			return err
-		}
-		if l.Len() != 1 {
-			return fmt.Errorf("render lists %d shares, want the one behind the bad event", l.Len())
-		}
-		return nil
-	})
+	h.waitShares(t, 15*time.Second, 1, "the one behind the bad event")
 
 	out, _, err := h.run(t, "", "deadletter", "list")
 	if err != nil {

@@ -67,6 +67,22 @@ func (h *ctlHarness) run(t *testing.T, stdin string, args ...string) (string, st
 	return stdout.String(), stderr.String(), err
 }
 
+// waitShares waits until the harness's render lists n shares (what names
+// them in the failure).
+func (h *ctlHarness) waitShares(t *testing.T, timeout time.Duration, n int, what string) {
+	t.Helper()
+	polltest.WaitFor(t, timeout, func() error {
+		l, err := h.store.List(context.Background(), ctlProject, ctlRender, nil)
+		if err != nil {
+			return err
+		}
+		if l.Len() != n {
+			return fmt.Errorf("render lists %d shares, want %s", l.Len(), what)
+		}
+		return nil
+	})
+}
+
 func (h *ctlHarness) streamState(t *testing.T, name string) jetstream.StreamState {
 	t.Helper()
 	s, err := h.js.Stream(context.Background(), name)
@@ -470,16 +486,7 @@ func TestDeadletter(t *testing.T) {
 				t.Fatalf("replay output lacks %q:\n%s", want, out)
 			}
 		}
-		polltest.WaitFor(t, 10*time.Second, func() error {
-			l, err := h.store.List(ctx, ctlProject, ctlRender, nil)
-			if err != nil {
-				return err
-			}
-			if l.Len() != 1 {
-				return fmt.Errorf("render lists %d shares, want the replayed one", l.Len())
-			}
-			return nil
-		})
+		h.waitShares(t, 10*time.Second, 1, "the replayed one")
 		if n := h.streamState(t, events.DeadLetterStream).Msgs; n != 1 {
 			t.Fatalf("%d dead letters after the replay, want 1 (the key event)", n)
 		}
