@@ -14,8 +14,10 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/craftkit/sharesd/cmd/internal/local"
+	"github.com/craftkit/sharesd/events"
 )
 
 // runDev runs the whole stack in one process: an embedded NATS server with
@@ -109,7 +111,11 @@ func announceDemo(ctx context.Context, w io.Writer, logger *slog.Logger, cfg Con
 	if host, port, err := net.SplitHostPort(addr); err == nil && (host == "::" || host == "0.0.0.0" || host == "") {
 		addr = "localhost:" + port
 	}
-	if !retry(ctx, 100*time.Millisecond, func() error { return demoListed(ctx, addr) }) {
+	var last uint64 // the stream's end: the list waits for the whole demo
+	if !retry(ctx, 100*time.Millisecond, func() (err error) { last, err = streamEnd(ctx, js); return err }) {
+		return
+	}
+	if !retry(ctx, 100*time.Millisecond, func() error { return demoListed(ctx, addr, last) }) {
 		return
 	}
 	printSeed(w, added)
@@ -117,10 +123,25 @@ func announceDemo(ctx context.Context, w io.Writer, logger *slog.Logger, cfg Con
 	fmt.Fprintf(w, "NATS:  %s\nRedis: %s\n(Ctrl-C stops)\n", cfg.NATSURL, cfg.RedisURL)
 }
 
+// streamEnd returns the last sequence of the event stream.
+func streamEnd(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+	s, err := js.Stream(ctx, events.Stream)
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.LastSeq, nil
+}
+
 // demoListed asks the API at addr for the demo render's shares, as the
-// printed curl does, and returns nil once it answers 200.
-func demoListed(ctx context.Context, addr string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/v1/renders/"+demoRender+"/shares", nil)
+// printed curl does, and returns nil once it answers 200 with everything
+// up to stream sequence minSeq applied.
+func demoListed(ctx context.Context, addr string, minSeq uint64) error {
+	url := fmt.Sprintf("http://%s/v1/renders/%s/shares?minSeq=%d", addr, demoRender, minSeq)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
@@ -132,6 +153,9 @@ func demoListed(ctx context.Context, addr string) error {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("demo render: %s", resp.Status)
+	}
+	if seq, _ := strconv.ParseUint(resp.Header.Get("X-Projection-Seq"), 10, 64); seq < minSeq {
+		return fmt.Errorf("demo render: projected up to %d of %d", seq, minSeq)
 	}
 	return nil
 }
