@@ -111,8 +111,8 @@ func announceDemo(ctx context.Context, w io.Writer, logger *slog.Logger, cfg Con
 	if host, port, err := net.SplitHostPort(addr); err == nil && (host == "::" || host == "0.0.0.0" || host == "") {
 		addr = "localhost:" + port
 	}
-	var last uint64 // the stream's end: the list waits for the whole demo
-	if !retry(ctx, 100*time.Millisecond, func() (err error) { last, err = streamEnd(ctx, js); return err }) {
+	var last uint64 // the list waits for the whole demo
+	if !retry(ctx, 100*time.Millisecond, func() (err error) { last, err = demoEnd(ctx, js); return err }) {
 		return
 	}
 	if !retry(ctx, 100*time.Millisecond, func() error { return demoListed(ctx, addr, last) }) {
@@ -123,22 +123,29 @@ func announceDemo(ctx context.Context, w io.Writer, logger *slog.Logger, cfg Con
 	fmt.Fprintf(w, "NATS:  %s\nRedis: %s\n(Ctrl-C stops)\n", cfg.NATSURL, cfg.RedisURL)
 }
 
-// streamEnd returns the last sequence of the event stream.
-func streamEnd(ctx context.Context, js jetstream.JetStream) (uint64, error) {
+// demoEnd returns the stream sequence of the demo render's last event.
+func demoEnd(ctx context.Context, js jetstream.JetStream) (uint64, error) {
 	s, err := js.Stream(ctx, events.Stream)
 	if err != nil {
 		return 0, err
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return 0, err
+	var last uint64
+	for _, subj := range events.RenderSubjects(demoRender) {
+		m, err := s.GetLastMsgForSubject(ctx, subj)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil:
+			return 0, err
+		default:
+			last = max(last, m.Sequence)
+		}
 	}
-	return info.State.LastSeq, nil
+	return last, nil
 }
 
 // demoListed asks the API at addr for the demo render's shares, as the
 // printed curl does, and returns nil once it answers 200 with everything
-// up to stream sequence minSeq applied.
+// up to stream sequence minSeq applied to the demo render.
 func demoListed(ctx context.Context, addr string, minSeq uint64) error {
 	url := fmt.Sprintf("http://%s/v1/renders/%s/shares?minSeq=%d", addr, demoRender, minSeq)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
