@@ -17,10 +17,24 @@ import (
 // never meet the leftovers of an older one.
 func NewGen(now time.Time) string { return "g" + strconv.FormatInt(now.UnixMicro(), 36) }
 
-// SetPos raises gen's resume position to pos.
+// SetPos raises the resume position of every partition of gen to pos.
 func (s *Store) SetPos(ctx context.Context, gen string, pos uint64) error {
-	if err := setPos.Run(ctx, s.rdb, []string{ctlKey()}, posField(gen), pos).Err(); err != nil {
-		return fmt.Errorf("set position of %s: %w", gen, err)
+	return s.SaveCheckpoint(ctx, gen, Checkpoint{Seq: pos})
+}
+
+// SaveCheckpoint raises the resume positions cp names (see ApplyParts).
+func (s *Store) SaveCheckpoint(ctx context.Context, gen string, cp Checkpoint) error {
+	p := s.rdb.Pipeline()
+	s.queueCheckpoint(ctx, p, gen, cp)
+	_, err := p.Exec(ctx)
+	if isNoScript(err) {
+		if err := s.LoadScripts(ctx); err != nil {
+			return err
+		}
+		return s.SaveCheckpoint(ctx, gen, cp)
+	}
+	if err != nil {
+		return fmt.Errorf("set position of %s: %w", gen, fencedErr(err))
 	}
 	return nil
 }
@@ -31,7 +45,11 @@ func (s *Store) SetPos(ctx context.Context, gen string, pos uint64) error {
 // every render, project and key skips the sequences it has applied, so the
 // events read again count once.
 func (s *Store) Rewind(ctx context.Context, gen string, pos uint64) error {
-	if err := s.rdb.HSet(ctx, ctlKey(), posField(gen), pos).Err(); err != nil {
+	fields := []any{posField(gen), pos}
+	for p := range s.Partitions() {
+		fields = append(fields, partPosField(gen, p), pos)
+	}
+	if err := s.rdb.HSet(ctx, ctlKey(), fields...).Err(); err != nil {
 		return fmt.Errorf("rewind %s to %d: %w", gen, pos, err)
 	}
 	return nil
@@ -138,7 +156,23 @@ func (s *Store) DropGen(ctx context.Context, gen string) (int64, error) {
 	if err := s.forEachMaster(ctx, drop); err != nil {
 		return total.Load(), fmt.Errorf("drop generation %s: %w", gen, err)
 	}
-	return total.Load(), s.rdb.HDel(ctx, ctlKey(), posField(gen), streamField(gen)).Err()
+	return total.Load(), s.forgetGen(ctx, gen)
+}
+
+// forgetGen deletes gen's positions (bare and per partition, whatever the
+// number of partitions that wrote them) and stream from the control hash.
+func (s *Store) forgetGen(ctx context.Context, gen string) error {
+	fields := []string{posField(gen), streamField(gen)}
+	m, err := s.rdb.HKeys(ctx, ctlKey()).Result()
+	if err != nil {
+		return err
+	}
+	for _, f := range m {
+		if strings.HasPrefix(f, posField(gen)+":") {
+			fields = append(fields, f)
+		}
+	}
+	return s.rdb.HDel(ctx, ctlKey(), fields...).Err()
 }
 
 // Generations lists the generations that hold keys, found with SCAN on

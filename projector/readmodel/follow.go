@@ -24,6 +24,10 @@ type AppliedPos struct {
 	// Keys is set for an announced batch that held an apikey.created or
 	// apikey.revoked: API keys may have changed.
 	Keys bool
+	// Parts are the partitions an announced position is for; nil for
+	// every partition (a batch of them all, or the saved position read at
+	// a (re)subscription, which is the lowest of the partitions').
+	Parts []int
 	// Switched is set (with the saved position) when another generation
 	// became active: anything read before may have changed.
 	Switched bool
@@ -43,22 +47,33 @@ func (s *Store) Position(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return c.Pos[c.Active], nil
+	return c.MinPos(c.Active, s.Partitions()), nil
 }
 
 // Announcement payloads (see doc.go): "<seq>", "<seq> keys", "switch".
 const (
 	announceKeys   = "keys"
 	announceSwitch = "switch"
+	announceParts  = "p=" // followed by the partitions, comma-separated
 )
 
 // announcement is the payload announcing a batch that ends at ops' last
 // sequence. It never holds a key or a key hash.
-func announcement(ops []Op) string {
+func announcement(ops []Op, parts []int) string {
 	msg := strconv.FormatUint(ops[len(ops)-1].Seq, 10)
 	for i := range ops {
 		if t := ops[i].Event.Type; t == events.TypeAPIKeyCreated || t == events.TypeAPIKeyRevoked {
-			return msg + " " + announceKeys
+			msg += " " + announceKeys
+			break
+		}
+	}
+	if parts != nil {
+		msg += " " + announceParts
+		for i, p := range parts {
+			if i > 0 {
+				msg += ","
+			}
+			msg += strconv.Itoa(p)
 		}
 	}
 	return msg
@@ -74,8 +89,16 @@ func parseAnnouncement(payload string) (AppliedPos, bool) {
 	}
 	a := AppliedPos{Seq: n, Announced: true}
 	for _, f := range strings.Fields(flags) {
-		if f == announceKeys {
+		switch list, isParts := strings.CutPrefix(f, announceParts); {
+		case f == announceKeys:
 			a.Keys = true
+		case isParts:
+			a.Parts = []int{}
+			for _, v := range strings.Split(list, ",") {
+				if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+					a.Parts = append(a.Parts, n)
+				}
+			}
 		}
 	}
 	return a, true

@@ -2,6 +2,7 @@ package readmodel
 
 import (
 	"context"
+	"reflect"
 	"strconv"
 	"testing"
 	"time"
@@ -58,7 +59,7 @@ func TestAnnouncementKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 		last := ops[len(ops)-1].Seq
-		if got, want := next(t, positions), (AppliedPos{Seq: last, Announced: true, Keys: b.keys}); got != want {
+		if got, want := next(t, positions), (AppliedPos{Seq: last, Announced: true, Keys: b.keys}); !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: reported %+v, want %+v", b.name, got, want)
 		}
 		msg, err := raw.ReceiveMessage(ctx)
@@ -88,13 +89,15 @@ func TestParseAnnouncement(t *testing.T) {
 		{"42 keys", AppliedPos{Seq: 42, Announced: true, Keys: true}, true},
 		{"42 renders keys", AppliedPos{Seq: 42, Announced: true, Keys: true}, true},
 		{"42 later", AppliedPos{Seq: 42, Announced: true}, true},
+		{"42 keys p=0,3", AppliedPos{Seq: 42, Announced: true, Keys: true, Parts: []int{0, 3}}, true},
+		{"42 p=5,x,-1", AppliedPos{Seq: 42, Announced: true, Parts: []int{5}}, true},
 		{"", AppliedPos{}, false},
 		{"keys", AppliedPos{}, false},
 		{"-1 keys", AppliedPos{}, false},
 	}
 	for _, tt := range tests {
 		got, ok := parseAnnouncement(tt.payload)
-		if got != tt.want || ok != tt.ok {
+		if !reflect.DeepEqual(got, tt.want) || ok != tt.ok {
 			t.Errorf("parseAnnouncement(%q) = %+v, %v; want %+v, %v", tt.payload, got, ok, tt.want, tt.ok)
 		}
 	}
@@ -115,7 +118,7 @@ func TestFollowAppliedSwitch(t *testing.T) {
 	if ok, err := f.store.Activate(ctx, gen, f.gen); err != nil || !ok {
 		t.Fatalf("activate: ok=%v err=%v", ok, err)
 	}
-	if got, want := next(t, positions), (AppliedPos{Seq: 9, Switched: true}); got != want {
+	if got, want := next(t, positions), (AppliedPos{Seq: 9, Switched: true}); !reflect.DeepEqual(got, want) {
 		t.Errorf("after the switch: %+v, want %+v", got, want)
 	}
 }
@@ -131,7 +134,7 @@ func TestFollowAppliedSilent(t *testing.T) {
 	next(t, positions)
 	f.srv.Pause(t)
 	paused := time.Now()
-	if got, want := next(t, positions), (AppliedPos{Lost: true}); got != want {
+	if got, want := next(t, positions), (AppliedPos{Lost: true}); !reflect.DeepEqual(got, want) {
 		t.Fatalf("while paused: %+v, want %+v", got, want)
 	}
 	if d := time.Since(paused); d > 2*time.Second {

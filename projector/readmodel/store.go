@@ -35,6 +35,7 @@ type Store struct {
 	horizon time.Duration
 	gen     atomic.Pointer[string] // last active generation seen by a read
 	fences  sync.Map               // master address -> its fence key (cluster only)
+	parts   int                    // partitions (see SetPartitions)
 }
 
 // New returns a Store on rdb that remembers event ids for horizon. rdb is a
@@ -53,7 +54,7 @@ func New(rdb redis.UniversalClient, horizon time.Duration) *Store {
 
 // LoadScripts loads every script into Redis's script cache.
 func (s *Store) LoadScripts(ctx context.Context) error {
-	for _, sc := range allScripts {
+	for _, sc := range append(allScripts[:len(allScripts):len(allScripts)], partitionScripts...) {
 		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
 			return fmt.Errorf("load scripts: %w", err)
 		}
@@ -131,27 +132,50 @@ type Op struct {
 
 // Control is the projector's control state.
 type Control struct {
-	Active   string            // generation the API reads ("" while none)
-	Building string            // generation a full rebuild is writing
-	Handover string            // generation waiting for the live projector to take over
-	Pos      map[string]uint64 // resume position of each generation
-	Streams  map[string]string // the stream each generation was built from
+	Active   string                    // generation the API reads ("" while none)
+	Building string                    // generation a full rebuild is writing
+	Handover string                    // generation waiting for the live projectors to take over
+	Pos      map[string]uint64         // resume position of each generation: the lowest of its partitions'
+	Part     map[string]map[int]uint64 // resume position of each partition of each generation (see PosOf)
+	Streams  map[string]string         // the stream each generation was built from
+	bare     map[string]uint64         // a position saved for every partition at once (older projectors)
 }
 
 // Present reports whether the control state exists at all; it is missing
 // after Redis lost its data.
-func (c Control) Present() bool { return c.Active != "" || c.Building != "" || len(c.Pos) > 0 }
+func (c Control) Present() bool {
+	return c.Active != "" || c.Building != "" || len(c.Pos) > 0 || len(c.Part) > 0
+}
 
-func parseControl(m map[string]string) Control {
+// parseControl reads the control hash of a deployment of n partitions.
+func parseControl(m map[string]string, n int) Control {
 	c := Control{Active: m[fieldActive], Building: m[fieldBuilding], Handover: m[fieldHandover],
-		Pos: map[string]uint64{}, Streams: map[string]string{}}
+		Pos: map[string]uint64{}, Part: map[string]map[int]uint64{}, bare: map[string]uint64{}, Streams: map[string]string{}}
 	for k, v := range m {
 		if g, ok := strings.CutPrefix(k, posField("")); ok {
-			n, _ := strconv.ParseUint(v, 10, 64)
-			c.Pos[g] = n
+			pos, _ := strconv.ParseUint(v, 10, 64)
+			g, part, isPart := strings.Cut(g, ":")
+			if !isPart {
+				c.bare[g] = pos
+				continue
+			}
+			p, err := strconv.Atoi(part)
+			if err != nil {
+				continue
+			}
+			if c.Part[g] == nil {
+				c.Part[g] = map[int]uint64{}
+			}
+			c.Part[g][p] = pos
 		} else if g, ok := strings.CutPrefix(k, streamField("")); ok {
 			c.Streams[g] = v
 		}
+	}
+	for g := range c.bare {
+		c.Pos[g] = c.MinPos(g, n)
+	}
+	for g := range c.Part {
+		c.Pos[g] = c.MinPos(g, n)
 	}
 	return c
 }
@@ -162,7 +186,7 @@ func (s *Store) ReadControl(ctx context.Context) (Control, error) {
 	if err != nil {
 		return Control{}, fmt.Errorf("read control: %w", err)
 	}
-	return parseControl(m), nil
+	return parseControl(m, s.Partitions()), nil
 }
 
 // Apply applies ops to generation gen in one round trip, in order. When
@@ -182,38 +206,46 @@ func (s *Store) ReadControl(ctx context.Context) (Control, error) {
 // them, so the caller may save the batch's end as a position (see
 // projector/doc.go).
 func (s *Store) Apply(ctx context.Context, gen string, ops []Op, checkpoint uint64, announce bool) ([]Result, Control, error) {
+	return s.ApplyParts(ctx, gen, ops, Checkpoint{Seq: checkpoint}, announce)
+}
+
+// ApplyParts is Apply for a batch of some partitions: cp names them and the
+// lease token that fences their positions; when a lease has moved on, the
+// position is not saved and ApplyParts fails with ErrFenced. The
+// announcement names the partitions (see doc.go).
+func (s *Store) ApplyParts(ctx context.Context, gen string, ops []Op, cp Checkpoint, announce bool) ([]Result, Control, error) {
 	announce = announce && len(ops) > 0
 	inline := announce && s.cluster() == nil
-	out, ctl, err := s.apply(ctx, gen, ops, checkpoint, inline)
+	out, ctl, err := s.apply(ctx, gen, ops, cp, inline)
 	if isNoScript(err) { // Redis restarted or flushed its script cache, or a replica took over
 		if err := s.LoadScripts(ctx); err != nil {
 			return nil, Control{}, err
 		}
-		out, ctl, err = s.apply(ctx, gen, ops, checkpoint, inline)
+		out, ctl, err = s.apply(ctx, gen, ops, cp, inline)
 	}
 	if err == nil && s.cluster() != nil {
 		err = s.replicated(ctx, opKeys(gen, ops))
 		if err == nil && announce {
-			err = s.announce(ctx, s.rdb, announcement(ops)).Err()
+			err = s.announce(ctx, s.rdb, announcement(ops, cp.Parts)).Err()
 		}
 	}
 	if err != nil {
-		return nil, Control{}, err
+		return nil, Control{}, fencedErr(err)
 	}
 	return out, ctl, nil
 }
 
-func (s *Store) apply(ctx context.Context, gen string, ops []Op, checkpoint uint64, announce bool) ([]Result, Control, error) {
+func (s *Store) apply(ctx context.Context, gen string, ops []Op, cp Checkpoint, announce bool) ([]Result, Control, error) {
 	p := s.rdb.Pipeline()
 	cmds := make([]*redis.Cmd, len(ops))
 	for i := range ops {
 		cmds[i] = s.queue(ctx, p, gen, &ops[i])
 	}
-	if checkpoint > 0 {
-		evalsha(ctx, p, setPos, []string{ctlKey()}, posField(gen), checkpoint)
+	if cp.Seq > 0 {
+		s.queueCheckpoint(ctx, p, gen, cp)
 	}
 	if announce {
-		s.announce(ctx, p, announcement(ops))
+		s.announce(ctx, p, announcement(ops, cp.Parts))
 	}
 	ctlCmd := p.HGetAll(ctx, ctlKey())
 	if _, err := p.Exec(ctx); err != nil {
@@ -227,7 +259,7 @@ func (s *Store) apply(ctx context.Context, gen string, ops []Op, checkpoint uint
 		}
 		out[i] = r
 	}
-	return out, parseControl(ctlCmd.Val()), nil
+	return out, parseControl(ctlCmd.Val(), s.Partitions()), nil
 }
 
 // parseResult reads a write script's reply: an outcome, or {outcome,

@@ -455,7 +455,7 @@ func TestApplyCheckpointAndAnnounce(t *testing.T) {
 	f := newFixture(t, 0)
 	ctx := context.Background()
 	positions := f.follow()
-	if got, want := <-positions, (AppliedPos{Seq: 0}); got != want { // subscribed: the saved position
+	if got, want := <-positions, (AppliedPos{Seq: 0}); !reflect.DeepEqual(got, want) { // subscribed: the saved position
 		t.Fatalf("first position %+v, want %+v", got, want)
 	}
 	ops := []Op{f.op(eventstest.RenderCreated(projectA, renderA), time.Time{}), f.op(eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), time.Time{})}
@@ -466,7 +466,7 @@ func TestApplyCheckpointAndAnnounce(t *testing.T) {
 	if ctl.Active != f.gen || ctl.Pos[f.gen] != 7 {
 		t.Errorf("control = %+v, want active %s at position 7", ctl, f.gen)
 	}
-	if got, want := <-positions, (AppliedPos{Seq: ops[1].Seq, Announced: true}); got != want {
+	if got, want := <-positions, (AppliedPos{Seq: ops[1].Seq, Announced: true}); !reflect.DeepEqual(got, want) {
 		t.Errorf("announced %+v, want %+v", got, want)
 	}
 	if _, ctl, err = f.store.Apply(ctx, f.gen, nil, 5, false); err != nil || ctl.Pos[f.gen] != 7 {
@@ -495,7 +495,7 @@ func TestFollowAppliedResubscribes(t *testing.T) {
 	for _, want := range []AppliedPos{{Lost: true}, {Seq: 42}} {
 		select {
 		case got := <-positions:
-			if got != want {
+			if !reflect.DeepEqual(got, want) {
 				t.Errorf("after the connection was lost: %+v, want %+v", got, want)
 			}
 		case <-time.After(10 * time.Second):
