@@ -10,11 +10,13 @@ import (
 )
 
 // bodyCache keeps the last body rendered for each render, with the versions
-// it was rendered at. It never answers on its own: every request still asks
-// Redis (in its one round trip) whether those versions are current, and only
-// then is the kept body sent instead of reading and rendering the shares
-// again. It is bounded by what its entries cost on the heap; when full it
-// drops entries at random.
+// and the render's sequence it was rendered at and the stamp (see
+// freshness) of the read it came from. While that stamp is current the body
+// is sent from memory; otherwise the request asks Redis (in its one round
+// trip) whether those versions are still current, and only then is the kept
+// body sent instead of reading and rendering the shares again. It is
+// bounded by what its entries cost on the heap; when full it drops entries
+// at random.
 //
 // An entry's cost is counted as the allocator sees it: one allocation that
 // holds the key and the body (its capacity, which append rounds up to the
@@ -32,15 +34,19 @@ type bodyCache struct {
 }
 
 type cachedBody struct {
-	v    readmodel.Versions
-	body []byte // immutable once stored
+	v     readmodel.Versions
+	seq   uint64 // the render's applied sequence (readmodel.List.Seq)
+	stamp stamp
+	body  []byte // immutable once stored
 }
 
 // bodyEntry is a kept body: data is the key followed by the body.
 type bodyEntry struct {
-	v    readmodel.Versions
-	data []byte
-	klen int
+	v     readmodel.Versions
+	seq   uint64
+	stamp stamp
+	data  []byte
+	klen  int
 }
 
 func (e *bodyEntry) cost(c *bodyCache) int { return cap(e.data) + c.entryCost }
@@ -73,21 +79,51 @@ func (c *bodyCache) get(key string) (cachedBody, bool) {
 	if !ok || string(e.data[:e.klen]) != key {
 		return cachedBody{}, false
 	}
-	return cachedBody{v: e.v, body: e.data[e.klen:len(e.data):len(e.data)]}, true
+	return cachedBody{v: e.v, seq: e.seq, stamp: e.stamp, body: e.data[e.klen:len(e.data):len(e.data)]}, true
 }
 
-// put keeps a copy of body as the rendering of key at v.
-func (c *bodyCache) put(key string, v readmodel.Versions, body []byte) {
-	if len(body) > maxCachedBody || len(key)+len(body)+c.entryCost > c.max {
+// put keeps a copy of b.body as the rendering of key, unless the entry
+// kept for key is newer: read in the same epoch at a later sequence or
+// project version (a slower read finishing last never replaces a faster,
+// newer one, so what memory serves never goes back).
+func (c *bodyCache) put(key string, b cachedBody) {
+	if len(b.body) > maxCachedBody || len(key)+len(b.body)+c.entryCost > c.max {
 		return
 	}
 	// Grow's capacity is the allocator's size class, not just the length.
-	data := append(append(slices.Grow([]byte(nil), len(key)+len(body)), key...), body...)
-	e := &bodyEntry{v: v, data: data, klen: len(key)}
+	data := append(append(slices.Grow([]byte(nil), len(key)+len(b.body)), key...), b.body...)
+	c.store(key, &bodyEntry{v: b.v, seq: b.seq, stamp: b.stamp, data: data, klen: len(key)})
+}
+
+// restamp records that the body kept for key at b.v was confirmed current
+// by a read begun at b.stamp, at sequence b.seq.
+func (c *bodyCache) restamp(key string, b cachedBody) {
+	h := maphash.String(c.seed, key)
+	c.mu.RLock()
+	e, ok := c.entries[h]
+	c.mu.RUnlock()
+	if !ok || e.v != b.v || string(e.data[:e.klen]) != key {
+		return
+	}
+	c.store(key, &bodyEntry{v: b.v, seq: b.seq, stamp: b.stamp, data: e.data, klen: e.klen})
+}
+
+// newer reports whether e was read in the same epoch as n and is newer.
+func (e *bodyEntry) newer(n *bodyEntry) bool {
+	return e.stamp.state == n.stamp.state &&
+		(e.seq > n.seq || e.seq == n.seq && e.v.ProjectVer > n.v.ProjectVer)
+}
+
+// store puts e in the map unless the entry there is newer, evicting at
+// random to stay within the bound.
+func (c *bodyCache) store(key string, e *bodyEntry) {
 	h := maphash.String(c.seed, key)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, ok := c.entries[h]; ok {
+		if old.newer(e) && string(old.data[:old.klen]) == key {
+			return
+		}
 		c.size -= old.cost(c)
 		delete(c.entries, h)
 	}

@@ -26,7 +26,7 @@ func TestBodyCacheBoundCoversHeap(t *testing.T) {
 			before := heapAlloc()
 			c := newBodyCache(bound)
 			for i, k := range keys {
-				c.put(k, readmodel.Versions{Ver: uint64(i), ProjectVer: 1}, body)
+				c.put(k, cachedBody{v: readmodel.Versions{Ver: uint64(i), ProjectVer: 1}, body: body})
 			}
 			after := heapAlloc()
 			runtime.KeepAlive(c)

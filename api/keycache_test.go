@@ -20,11 +20,16 @@ import (
 // otherKey is a second live key of project A, which the tests create.
 const otherKey = "ck_live_second_key_of_project_a"
 
-// countingStore is the API's store counting the key lookups that reach
-// Redis.
+// countingStore is the API's store counting the key lookups and the list
+// reads that reach Redis.
 type countingStore struct {
 	*readmodel.Store
-	keys atomic.Int64
+	keys, lists atomic.Int64
+}
+
+func (s *countingStore) List(ctx context.Context, projectID, renderID string, have *readmodel.Versions) (*readmodel.List, error) {
+	s.lists.Add(1)
+	return s.Store.List(ctx, projectID, renderID, have)
 }
 
 func (s *countingStore) Key(ctx context.Context, hash string) (readmodel.Key, error) {

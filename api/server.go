@@ -26,6 +26,9 @@ type Config struct {
 	// BodyCacheBytes bounds the rendered bodies kept for reuse while their
 	// render is unchanged (default 64 MiB; negative disables).
 	BodyCacheBytes int
+	// Partitions is the number of partitions the projectors share the
+	// stream in (default 1): ?minSeq waits for the render's own.
+	Partitions int
 
 	// Ready reports whether the process can serve (for /readyz); nil means
 	// always ready.
@@ -43,6 +46,9 @@ func (c *Config) defaults() {
 	}
 	if c.MinSeqWait <= 0 {
 		c.MinSeqWait = 2 * time.Second
+	}
+	if c.Partitions <= 0 {
+		c.Partitions = 1
 	}
 	if c.KeyCacheSize <= 0 {
 		c.KeyCacheSize = 10000
@@ -66,6 +72,7 @@ type server struct {
 	store     Store
 	positions *Positions
 	keys      *keyCache
+	fresh     *freshness
 	cfg       Config
 }
 
@@ -78,11 +85,11 @@ type Server struct {
 // NewServer returns the API's handler, recording in metrics (see
 // NewMetrics). positions may be nil, in which case ?minSeq reads once
 // without waiting; metrics may be nil. Until it is given the
-// announcements (see Follow) it asks Redis for every key.
+// announcements (see Follow) it asks Redis for every key and every list.
 func NewServer(logger *slog.Logger, store Store, positions *Positions, metrics *Metrics, cfg Config) *Server {
 	cfg.defaults()
 	s := &server{logger: logger, store: store, positions: positions, cfg: cfg,
-		keys: newKeyCache(store, cfg.KeyCacheSize)}
+		keys: newKeyCache(store, cfg.KeyCacheSize), fresh: new(freshness)}
 	// Paths are matched as sent: mux neither cleans them (with a 301) nor
 	// decodes %2F into a separator; onlyCleanPaths refuses the unclean.
 	r := mux.NewRouter().SkipClean(true).UseEncodedPath()
@@ -93,12 +100,24 @@ func NewServer(logger *slog.Logger, store Store, positions *Positions, metrics *
 }
 
 // Follow takes in what readmodel.Store.FollowApplied reports: it empties
-// the key cache when keys may have changed or the announcements may have
-// been missed, then moves positions. Pass it to FollowApplied, which calls
-// it from one goroutine.
+// the key cache when keys may have changed, makes the kept bodies of the
+// renders and projects announced changed old (all of them after a switch or
+// when the announcements may have been missed), then moves positions: an
+// announcement's partitions, or all of them. Pass it to FollowApplied,
+// which calls it from one goroutine.
 func (srv *Server) Follow(a readmodel.AppliedPos) {
-	srv.s.keys.follow(a)
-	if srv.s.positions != nil {
-		srv.s.positions.Set(a.Seq)
+	s := srv.s
+	s.keys.follow(a)
+	s.fresh.follow(a)
+	switch {
+	case s.positions == nil:
+	case a.Announced && a.Parts != nil:
+		for _, p := range a.Parts {
+			if p < s.cfg.Partitions {
+				s.positions.SetPart(p, a.Seq)
+			}
+		}
+	default:
+		s.positions.Set(a.Seq)
 	}
 }

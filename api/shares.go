@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/gorilla/mux"
 
@@ -17,14 +16,16 @@ import (
 
 var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
-// handleListShares answers GET /v1/renders/{id}/shares from one Redis round
-// trip. The ETag (etag.go) changes exactly when the body would;
-// If-None-Match answers 304 without reading the shares. ?minSeq=n waits
-// (bounded) until the projector has applied the stream up to n.
-// X-Projection-Seq is the render's applied stream sequence. Bodies are kept
-// per render and sent again while Redis confirms, in the same round trip,
-// that the render and its project have not changed.
-func handleListShares(logger *slog.Logger, store Store, positions *Positions, cfg Config) http.Handler {
+// handleListShares answers GET /v1/renders/{id}/shares. The ETag (etag.go)
+// changes exactly when the body would; If-None-Match answers 304 without
+// reading the shares. ?minSeq=n waits (bounded) until the projector has
+// applied the stream up to n in the render's partition. X-Projection-Seq is
+// the render's applied stream sequence. Bodies are kept per render: one is
+// sent from memory while no announcement since it was read could have
+// changed it (see freshness) and it satisfies minSeq; otherwise Redis is
+// asked, in one round trip, whether its versions are current, and the
+// shares are read and rendered only when they are not.
+func handleListShares(logger *slog.Logger, store Store, positions *Positions, fresh *freshness, cfg Config) http.Handler {
 	tag := configTag(cfg)
 	bodies := newBodyCache(cfg.BodyCacheBytes)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -34,43 +35,63 @@ func handleListShares(logger *slog.Logger, store Store, positions *Positions, cf
 			return
 		}
 		inm := parseIfNoneMatch(r.Header.Get("If-None-Match"), tag)
-		key := projectFrom(ctx) + "/" + id
+		project := projectFrom(ctx)
+		key := project + "/" + id
+		cached, hit := bodies.get(key)
+		if hit && minSeq <= cached.seq && fresh.current(cached.stamp) {
+			answer(w, inm, tag, cached)
+			return
+		}
+		st, live := fresh.take(project, id)
 		// Ask Redis whether what the client has, or else what was last
 		// rendered here, is current: then no share is read.
-		cached, hit := bodies.get(key)
 		ask := inm.newest
 		if ask == nil && hit {
 			ask = &cached.v
 		}
-		list, err := readList(r, store, positions, cfg.MinSeqWait, id, ask, minSeq)
+		list, err := readList(r, store, positions, cfg, id, ask, minSeq)
 		if err != nil {
 			listFailed(w, r, logger, id, "list shares", err)
 			return
 		}
-		current := readmodel.Versions{Ver: list.Ver, ProjectVer: list.ProjectVer}
-		h := w.Header()
-		h.Set("ETag", etag(current, tag))
-		h.Set("X-Projection-Seq", strconv.FormatUint(list.Seq, 10))
-		h.Set("Cache-Control", "private, no-cache")
-		h.Set("Vary", "Authorization")
-		if inm.matches(current) {
-			w.WriteHeader(http.StatusNotModified)
+		got := cachedBody{v: readmodel.Versions{Ver: list.Ver, ProjectVer: list.ProjectVer}, seq: list.Seq, stamp: st}
+		switch {
+		case inm.matches(got.v):
+			answer(w, inm, tag, got)
 			return
-		}
-		body := cached.body // when list.NotModified: the versions asked were the cached body's
-		if !list.NotModified {
+		case list.NotModified: // the versions asked were the cached body's
+			got.body = cached.body
+			if live {
+				bodies.restamp(key, got)
+			}
+		default:
 			bp := bufs.Get().(*[]byte)
 			defer bufs.Put(bp)
-			if body, err = appendBody((*bp)[:0], list, cfg.ShareBase); err != nil {
-				h.Del("ETag")
+			if got.body, err = appendBody((*bp)[:0], list, cfg.ShareBase); err != nil {
 				listFailed(w, r, logger, id, "render shares", err)
 				return
 			}
-			*bp = body
-			bodies.put(key, current, body)
+			*bp = got.body
+			if live {
+				bodies.put(key, got)
+			}
 		}
-		writeBody(w, body)
+		answer(w, inm, tag, got)
 	})
+}
+
+// answer sends b: 304 when the client has its versions, else its body.
+func answer(w http.ResponseWriter, inm ifNoneMatch, tag string, b cachedBody) {
+	h := w.Header()
+	h.Set("ETag", etag(b.v, tag))
+	h.Set("X-Projection-Seq", strconv.FormatUint(b.seq, 10))
+	h.Set("Cache-Control", "private, no-cache")
+	h.Set("Vary", "Authorization")
+	if inm.matches(b.v) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	writeBody(w, b.body)
 }
 
 // listFailed answers 404 for readmodel.ErrNotFound, else logs err as what
@@ -111,12 +132,14 @@ func listArgs(w http.ResponseWriter, r *http.Request) (id string, minSeq uint64,
 }
 
 // readList reads the list in the key's project, once more when it is
-// behind minSeq and the projector gets there within wait.
-func readList(r *http.Request, store Store, positions *Positions, wait time.Duration, id string, have *readmodel.Versions, minSeq uint64) (*readmodel.List, error) {
+// behind minSeq and the projector gets there, in the render's partition,
+// within cfg.MinSeqWait.
+func readList(r *http.Request, store Store, positions *Positions, cfg Config, id string, have *readmodel.Versions, minSeq uint64) (*readmodel.List, error) {
 	ctx := r.Context()
 	project := projectFrom(ctx)
 	list, err := store.List(ctx, project, id, have)
-	if err == nil && minSeq > list.Seq && positions != nil && positions.Wait(ctx, minSeq, wait) {
+	if err == nil && minSeq > list.Seq && positions != nil &&
+		positions.Wait(ctx, events.PartitionOf(id, cfg.Partitions), minSeq, cfg.MinSeqWait) {
 		list, err = store.List(ctx, project, id, have)
 	}
 	return list, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +29,13 @@ type AppliedPos struct {
 	// every partition (a batch of them all, or the saved position read at
 	// a (re)subscription, which is the lowest of the partitions').
 	Parts []int
+	// Changed names, by ChangeID, the renders and projects whose reads an
+	// announced batch may have changed: the render of each render and share
+	// event in it, the project of each project.updated. It is nil when the
+	// report does not say — not announced, an older projector's payload, a
+	// batch naming more than maxChanged — and then anything may have
+	// changed. Two ids may share a ChangeID: a change to one counts for both.
+	Changed []uint32
 	// Switched is set (with the saved position) when another generation
 	// became active: anything read before may have changed.
 	Switched bool
@@ -50,33 +58,103 @@ func (s *Store) Position(ctx context.Context) (uint64, error) {
 	return c.MinPos(c.Active, s.Partitions()), nil
 }
 
-// Announcement payloads (see doc.go): "<seq>", "<seq> keys", "switch".
+// Announcement payloads (see doc.go): "<seq>[ keys][ p=<parts>][ c=<ids>]",
+// "switch".
 const (
-	announceKeys   = "keys"
-	announceSwitch = "switch"
-	announceParts  = "p=" // followed by the partitions, comma-separated
+	announceKeys    = "keys"
+	announceSwitch  = "switch"
+	announceParts   = "p=" // followed by the partitions, comma-separated
+	announceChanged = "c=" // followed by ChangeIDs in base 36, comma-separated
 )
+
+// maxChanged is the most ChangeIDs an announcement names (a batch of the
+// default 512 events names them all, in at most 4 KiB); a batch that
+// changed more is announced without them: anything may have changed.
+const maxChanged = 512
+
+// ChangeID is how an announcement names a render or a project (see
+// AppliedPos.Changed): a 32-bit FNV-1a hash of the id, lowercase, folded
+// from 64 bits. It is short rather than unique: a reader that keeps
+// something per id drops it when its ChangeID is announced.
+func ChangeID(id string) uint32 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return uint32(h ^ h>>32)
+}
 
 // announcement is the payload announcing a batch that ends at ops' last
 // sequence. It never holds a key or a key hash.
 func announcement(ops []Op, parts []int) string {
-	msg := strconv.FormatUint(ops[len(ops)-1].Seq, 10)
+	b := strconv.AppendUint(make([]byte, 0, 64), ops[len(ops)-1].Seq, 10)
 	for i := range ops {
 		if t := ops[i].Event.Type; t == events.TypeAPIKeyCreated || t == events.TypeAPIKeyRevoked {
-			msg += " " + announceKeys
+			b = append(append(b, ' '), announceKeys...)
 			break
 		}
 	}
 	if parts != nil {
-		msg += " " + announceParts
+		b = append(append(b, ' '), announceParts...)
 		for i, p := range parts {
 			if i > 0 {
-				msg += ","
+				b = append(b, ',')
 			}
-			msg += strconv.Itoa(p)
+			b = strconv.AppendInt(b, int64(p), 10)
 		}
 	}
-	return msg
+	return string(appendChanged(b, changed(ops)))
+}
+
+// changed lists, once each and sorted, the ChangeIDs of what ops may
+// change (see AppliedPos.Changed), or returns nil when there are more than
+// maxChanged.
+func changed(ops []Op) []uint32 {
+	ids := make([]uint32, 0, len(ops))
+	for i := range ops {
+		switch e := &ops[i].Event; {
+		case e.Type == events.TypeProjectUpdated:
+			ids = append(ids, ChangeID(e.ProjectID))
+		case e.RenderID != "":
+			ids = append(ids, ChangeID(e.RenderID))
+		}
+	}
+	slices.Sort(ids)
+	if ids = slices.Compact(ids); len(ids) > maxChanged {
+		return nil
+	}
+	return ids
+}
+
+// appendChanged appends the word naming ids: " c=" and the list, empty
+// when the batch changed no render or project; nothing when ids is nil.
+func appendChanged(b []byte, ids []uint32) []byte {
+	if ids == nil {
+		return b
+	}
+	b = append(append(b, ' '), announceChanged...)
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, uint64(id), 36)
+	}
+	return b
+}
+
+// AnnounceChanged tells readers that the renders or projects ids may have
+// changed outside a batch (a render rebuilt and swapped in): an
+// announcement at sequence 0, which moves no position.
+func (s *Store) AnnounceChanged(ctx context.Context, ids ...string) error {
+	cids := make([]uint32, len(ids))
+	for i, id := range ids {
+		cids[i] = ChangeID(id)
+	}
+	return s.announce(ctx, s.rdb, string(appendChanged([]byte("0"), cids))).Err()
 }
 
 // parseAnnouncement reads a payload of announcement: a bare sequence (the
@@ -89,19 +167,36 @@ func parseAnnouncement(payload string) (AppliedPos, bool) {
 	}
 	a := AppliedPos{Seq: n, Announced: true}
 	for _, f := range strings.Fields(flags) {
-		switch list, isParts := strings.CutPrefix(f, announceParts); {
-		case f == announceKeys:
+		if f == announceKeys {
 			a.Keys = true
-		case isParts:
+		} else if list, ok := strings.CutPrefix(f, announceParts); ok {
 			a.Parts = []int{}
 			for _, v := range strings.Split(list, ",") {
 				if n, err := strconv.Atoi(v); err == nil && n >= 0 {
 					a.Parts = append(a.Parts, n)
 				}
 			}
+		} else if list, ok := strings.CutPrefix(f, announceChanged); ok {
+			a.Changed = parseChanged(list)
 		}
 	}
 	return a, true
+}
+
+// parseChanged reads the list of a "c=" word; nil (anything may have
+// changed) when an entry is not a ChangeID.
+func parseChanged(list string) []uint32 {
+	ids := []uint32{}
+	for rest := list; rest != ""; {
+		var v string
+		v, rest, _ = strings.Cut(rest, ",")
+		n, err := strconv.ParseUint(v, 36, 32)
+		if err != nil {
+			return nil
+		}
+		ids = append(ids, uint32(n))
+	}
+	return ids
 }
 
 // announce queues msg on p. On a cluster it is a sharded PUBLISH
