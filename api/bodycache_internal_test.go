@@ -51,3 +51,35 @@ func heapAlloc() uint64 {
 	runtime.ReadMemStats(&m)
 	return m.HeapAlloc
 }
+
+// TestBodyCacheKeepsNewer checks that a body read earlier (a lower
+// sequence or project version) and stored last does not replace a newer
+// one read in the same epoch, so what memory serves never goes back; and
+// that after an epoch change (a switch: sequences may start again) it does.
+func TestBodyCacheKeepsNewer(t *testing.T) {
+	t.Parallel()
+	c := newBodyCache(1 << 20)
+	live := stamp{state: 3}
+	put := func(seq, pver uint64, st stamp, body string) {
+		c.put("p/r", cachedBody{v: readmodel.Versions{Ver: seq, ProjectVer: pver}, seq: seq, stamp: st, body: []byte(body)})
+	}
+	steps := []struct {
+		seq, pver uint64
+		st        stamp
+		body      string
+		want      string
+	}{
+		{5, 1, live, "five", "five"},
+		{4, 1, live, "four", "five"},
+		{5, 0, live, "five, older base", "five"},
+		{5, 2, live, "five, newer base", "five, newer base"},
+		{6, 2, live, "six", "six"},
+		{2, 0, stamp{state: 5}, "two, next epoch", "two, next epoch"},
+	}
+	for _, s := range steps {
+		put(s.seq, s.pver, s.st, s.body)
+		if got, _ := c.get("p/r"); string(got.body) != s.want {
+			t.Errorf("after putting %q: kept %q, want %q", s.body, got.body, s.want)
+		}
+	}
+}

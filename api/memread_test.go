@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -249,4 +250,59 @@ func TestMemoryReadRedisPaused(t *testing.T) {
 	w.check(t, "after the resume", get(t, f.srv, renderA, liveKey), renderA)
 	warm(t, f, renderA, liveKey)
 	w.check(t, "after the resume, from memory", get(t, f.srv, renderA, liveKey), renderA)
+}
+
+// gatedStore holds list reads, once gated, between Redis's answer and the
+// handler: read is sent when one has its answer, and it returns it when
+// released.
+type gatedStore struct {
+	api.Store
+	gated   atomic.Bool
+	read    chan struct{}
+	release chan struct{}
+}
+
+func (s *gatedStore) List(ctx context.Context, projectID, renderID string, have *readmodel.Versions) (*readmodel.List, error) {
+	l, err := s.Store.List(ctx, projectID, renderID, have)
+	if s.gated.Load() {
+		s.read <- struct{}{}
+		<-s.release
+	}
+	return l, err
+}
+
+// TestMemoryReadRaceGuard checks that a list read from Redis before a
+// change and returned after the change was announced is answered (it was
+// current when read) but not kept as current: the next request answers the
+// change. A guard that stamps the body when the read returns serves the
+// old body from memory.
+func TestMemoryReadRaceGuard(t *testing.T) {
+	t.Parallel()
+	w := newModelWorld(t)
+	w.apply(eventstest.APIKeyCreated(projectA, "key_live", liveKey, "live"),
+		eventstest.RenderCreated(projectA, renderA), eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
+	gate := &gatedStore{read: make(chan struct{}), release: make(chan struct{})}
+	f := w.followWith(api.Config{}, func(s api.Store) api.Store { gate.Store = s; return gate })
+	warm(t, f, renderA, liveKey)
+	w.apply(eventstest.ShareViewed(projectA, renderA, "s1"))
+	f.waitPos(t, w.seq)
+	gate.gated.Store(true)
+	done := make(chan reply, 1)
+	go func() {
+		r, err := fetch(f.srv, http.MethodGet, sharesPath(renderA), nil, "Authorization: Bearer "+liveKey)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- r
+	}()
+	<-gate.read // read with one view
+	gate.gated.Store(false)
+	before := w.want(renderA)
+	w.apply(eventstest.ShareViewed(projectA, renderA, "s1"))
+	f.waitPos(t, w.seq)
+	close(gate.release)
+	if got := (<-done).shares(t); !reflect.DeepEqual(got, before) {
+		t.Fatalf("the held read: %+v, want %+v", got, before)
+	}
+	w.check(t, "the first read after the held one", get(t, f.srv, renderA, liveKey), renderA)
 }
