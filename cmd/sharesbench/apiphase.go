@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/craftkit/sharesd/projector/readmodel"
@@ -21,7 +22,8 @@ func (b *bench) measureHTTP(ctx context.Context) (err error) {
 	}
 	defer ardb.Close()
 	astore := readmodel.New(ardb, readmodel.DefaultHorizon)
-	apiAddr, stopAPI, err := serveHTTP(newAPI(ctx, astore))
+	handler, taken := newAPI(ctx, astore)
+	apiAddr, stopAPI, err := serveHTTP(handler)
 	if err != nil {
 		return err
 	}
@@ -46,10 +48,53 @@ func (b *bench) measureHTTP(ctx context.Context) (err error) {
 	if err := b.openLoops(ctx, half, apiAddr, ceilAddr); err != nil {
 		return err
 	}
-	if err := b.freshness(ctx, astore, apiAddr, b.listRequests(apiAddr, 10), half); err != nil {
+	if err := b.freshness(ctx, astore, taken, apiAddr, b.listRequests(apiAddr, 10), half); err != nil {
 		return err
 	}
-	return b.revocations(ctx, astore, apiAddr, b.listRequests(apiAddr, 10), half)
+	if err := b.revocations(ctx, astore, apiAddr, b.listRequests(apiAddr, 10), half); err != nil {
+		return err
+	}
+	return b.cachedMemory(apiAddr)
+}
+
+// cachedMemory reads up to 2,000 renders once each, so the API keeps their
+// bodies (far below its 64 MiB bound), and prints how much the heap of the
+// process grew per render kept, next to the mean body: the API's memory
+// per cached render. The API shares the bench's process, so the figure
+// holds what else the process allocated meanwhile (little: no load runs).
+func (b *bench) cachedMemory(apiAddr string) error {
+	c, err := dial(apiAddr)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	n := min(len(b.w.renders), 2000)
+	before := heapAlloc()
+	kept, bodies := 0, 0
+	for _, rd := range b.w.renders[:n] {
+		status, length, err := c.do(request(apiAddr, listPath(rd.id), "Authorization: Bearer "+b.w.keys[rd.project]))
+		if err != nil {
+			return fmt.Errorf("memory per cached render: %w", err)
+		}
+		if status == 200 {
+			kept, bodies = kept+1, bodies+length
+		}
+	}
+	grew := int64(heapAlloc()) - int64(before)
+	if kept == 0 {
+		return errors.New("memory per cached render: no render answered 200")
+	}
+	fmt.Fprintf(b.progress, "  API memory: %d renders read once, heap +%d B: %.0f B per cached render (mean body %.0f B)\n",
+		kept, grew, float64(grew)/float64(kept), float64(bodies)/float64(kept))
+	return nil
+}
+
+func heapAlloc() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
 }
 
 // fixedSizeOf maps each fixed-size render's id to its number of shares.
@@ -147,13 +192,11 @@ func (b *bench) cpu(ctx context.Context) func() cpuClock {
 }
 
 // freshness publishes live views at -rate per second while the API serves
-// half its maximum rate, and measures publish-to-visible latency from the
-// projector's position announcements.
-func (b *bench) freshness(ctx context.Context, store *readmodel.Store, apiAddr string, reqs [][]byte, apiRate float64) error {
-	collect, err := listenApplied(ctx, store)
-	if err != nil {
-		return err
-	}
+// half its maximum rate, and measures publish-to-visible latency through
+// the API: to the moment the API took in the announcement of the batch
+// that applied it (see takenIn).
+func (b *bench) freshness(ctx context.Context, store *readmodel.Store, taken *takenIn, apiAddr string, reqs [][]byte, apiRate float64) error {
+	taken.start()
 	type loadOut struct {
 		r   loadResult
 		err error
@@ -172,7 +215,7 @@ func (b *bench) freshness(ctx context.Context, store *readmodel.Store, apiAddr s
 	if _, err := waitCaughtUp(ctx, store, pub[len(pub)-1].seq, time.Minute, b.progress); err != nil {
 		return err
 	}
-	ann := collect()
+	ann := taken.stop()
 	lat, missing := visibility(pub, ann)
 	if missing > 0 {
 		return fmt.Errorf("freshness: %d of %d live events were never announced as applied", missing, len(pub))

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -50,11 +51,53 @@ func serveHTTP(h http.Handler) (string, func() error, error) {
 }
 
 // newAPI is the API as sharesd serves it: api.NewServer on a store with the
-// API's Redis client, following the projector's announcements.
-func newAPI(ctx context.Context, store *readmodel.Store) http.Handler {
+// API's Redis client, following the projector's announcements. The
+// returned takenIn records when it took in each announced position.
+func newAPI(ctx context.Context, store *readmodel.Store) (http.Handler, *takenIn) {
 	srv := api.NewServer(slog.New(slog.DiscardHandler), store, api.NewPositions(), nil, api.Config{Env: events.EnvLive, ShareBase: shareBase})
-	go store.FollowApplied(ctx, srv.Follow)
-	return srv
+	t := &takenIn{}
+	go store.FollowApplied(ctx, func(a readmodel.AppliedPos) {
+		srv.Follow(a)
+		if a.Announced {
+			t.record(a.Seq)
+		}
+	})
+	return srv, t
+}
+
+// takenIn records, while on, when the API took in each announced position:
+// the moment Server.Follow returned, from which every request answers
+// what the position holds (a body kept in memory is no longer sent if the
+// batch changed its render). That is when a change becomes visible through
+// the API.
+type takenIn struct {
+	mu   sync.Mutex
+	on   bool
+	seen []announcement
+}
+
+func (t *takenIn) record(seq uint64) {
+	now := time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.on {
+		t.seen = append(t.seen, announcement{at: now, pos: seq})
+	}
+}
+
+// start starts recording, afresh.
+func (t *takenIn) start() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.on, t.seen = true, nil
+}
+
+// stop stops recording and returns what was recorded.
+func (t *takenIn) stop() []announcement {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.on = false
+	return t.seen
 }
 
 // fixedResponse is what the API answered for one render: the ceiling
