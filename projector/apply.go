@@ -37,7 +37,7 @@ func (p *Projector) applyBatch(ctx context.Context, r run, batch []delivered, ch
 		}
 	}
 	last := batch[len(batch)-1].md // decoded checked every message's
-	if err := p.markHandled(ctx, r, last.Sequence.Stream); err != nil {
+	if err := p.markHandled(ctx, r, r.parts.markCap(last.Sequence.Stream, ctl, r.gen)); err != nil {
 		return readmodel.Control{}, 0, err
 	}
 	p.observeBatch(start, len(batch), last)
@@ -55,6 +55,9 @@ func (p *Projector) decoded(ctx context.Context, r run, batch []delivered) ([]re
 	for _, d := range batch {
 		if d.mdErr != nil {
 			return nil, nil, fmt.Errorf("message metadata: %w", d.mdErr)
+		}
+		if d.skip {
+			continue
 		}
 		seq := d.md.Sequence.Stream
 		var bad *events.DecodeError
@@ -82,12 +85,13 @@ func (p *Projector) decoded(ctx context.Context, r run, batch []delivered) ([]re
 // after SIGTERM this write (5s), saving the position (2s) and releasing the
 // lease (1s) fit in the 10s a stopping process has.
 func (p *Projector) writeBatch(ctx context.Context, r run, ops []readmodel.Op, checkpoint uint64) ([]readmodel.Result, readmodel.Control, error) {
-	if r.scratch {
-		checkpoint = 0
-	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), applyTimeout)
 	defer cancel()
-	outcomes, ctl, err := p.store.Apply(actx, r.gen, ops, checkpoint, r.live)
+	cp := r.checkpoint(checkpoint)
+	if r.scratch {
+		cp = readmodel.Checkpoint{}
+	}
+	outcomes, ctl, err := p.store.ApplyParts(actx, r.gen, ops, cp, r.live)
 	if err != nil {
 		p.metrics.RedisErrors.Inc()
 	}

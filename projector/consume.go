@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -33,6 +34,12 @@ type run struct {
 	// scratch runs (a single-render rebuild) keep no resume position.
 	scratch bool
 
+	// parts are the partitions the run applies, with their positions; nil
+	// for every partition from from. token fences the run's checkpoints
+	// ("" for a generation no projector applies: see readmodel.Checkpoint).
+	parts *partSet
+	token string
+
 	// check is called with the control state read after each batch (and
 	// each idle second) when set: it returns errSwitch to end the run.
 	check func(ctl readmodel.Control) error
@@ -54,7 +61,7 @@ func (p *Projector) consume(ctx context.Context, r run) (err error) {
 		return err
 	}
 	held := newBudget(p.cfg.MaxFetchBytes)
-	msgs, errc, stop := feed(it, 2*p.cfg.BatchSize, held)
+	msgs, errc, stop := feed(it, 2*p.cfg.BatchSize, held, r.parts)
 	defer stop()
 	pos := &position{applied: r.from, saved: r.from}
 	defer func() { // save the position reached, whatever ends the run
@@ -184,7 +191,16 @@ func (p *Projector) saveReached(ctx context.Context, r run, pos *position) error
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	return p.store.SetPos(sctx, r.gen, pos.applied)
+	return p.store.SaveCheckpoint(sctx, r.gen, r.checkpoint(pos.applied))
+}
+
+// checkpoint is the resume position seq for r's partitions.
+func (r run) checkpoint(seq uint64) readmodel.Checkpoint {
+	cp := readmodel.Checkpoint{Seq: seq, Token: r.token}
+	if !r.parts.all() {
+		cp.Parts = r.parts.owned
+	}
+	return cp
 }
 
 // delivered is a message with its metadata and its decoded event. feed
@@ -197,6 +213,7 @@ type delivered struct {
 	mdErr error
 	ev    events.Event
 	err   error // events.Decode's
+	skip  bool  // another partition's event, or one its partition applied
 }
 
 // feed moves messages from the iterator to a channel, decoded, so the loop
@@ -205,7 +222,11 @@ type delivered struct {
 // its size of held until the loop releases it after applying its batch:
 // messages taken from the iterator wait for room in held, so decoded events
 // waiting or being written to Redis stay within its bytes.
-func feed(it jetstream.MessagesContext, size int, held *budget) (<-chan delivered, <-chan error, func()) {
+//
+// Messages of other partitions than parts', or at or below their
+// partition's position, are passed on undecoded, marked skip: they only
+// move the run's position.
+func feed(it jetstream.MessagesContext, size int, held *budget, parts *partSet) (<-chan delivered, <-chan error, func()) {
 	msgs := make(chan delivered, size)
 	errc := make(chan error, 1)
 	done := make(chan struct{})
@@ -223,7 +244,9 @@ func feed(it jetstream.MessagesContext, size int, held *budget) (<-chan delivere
 				return
 			}
 			if d.md, d.mdErr = m.Metadata(); d.mdErr == nil {
-				d.ev, d.err = events.Decode(m.Subject(), m.Data())
+				if d.skip = !parts.keeps(m.Subject(), d.md.Sequence.Stream); !d.skip {
+					d.ev, d.err = events.Decode(m.Subject(), m.Data())
+				}
 			}
 			select {
 			case msgs <- d:
@@ -324,7 +347,7 @@ func seqOf(m jetstream.Msg) uint64 {
 // so a quiet projector still notices a handover or a flushed Redis.
 func (p *Projector) idle(ctx context.Context, r run, pos *position) (readmodel.Control, error) {
 	if pos.applied > pos.saved && !r.scratch {
-		if err := p.store.SetPos(ctx, r.gen, pos.applied); err != nil {
+		if err := p.store.SaveCheckpoint(ctx, r.gen, r.checkpoint(pos.applied)); err != nil {
 			p.metrics.RedisErrors.Inc()
 			return readmodel.Control{}, err
 		}
@@ -364,6 +387,9 @@ func (p *Projector) atHead(ctx context.Context, cons jetstream.Consumer, filter 
 			return false, fmt.Errorf("consumer info: %w", err)
 		}
 		return info.NumPending == 0 && info.Delivered.Stream <= applied, nil
+	}
+	for _, q := range p.Status().Parts {
+		p.metrics.PartitionLag.WithLabelValues(strconv.Itoa(q)).Set(float64(head - applied))
 	}
 	if applied >= head {
 		p.metrics.LagEvents.Set(0)

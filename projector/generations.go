@@ -33,7 +33,7 @@ func (p *Projector) build(ctx context.Context, ctl readmodel.Control, replace, w
 	p.metrics.Rebuilding.Set(1)
 	defer p.metrics.Rebuilding.Set(0)
 	return p.consume(ctx, run{
-		gen: gen, from: from, dead: dead,
+		gen: gen, from: from, dead: dead, token: p.token,
 		check: func(c readmodel.Control) error {
 			if c.Active != replace || !c.Present() {
 				return errSwitch
@@ -55,14 +55,14 @@ func (p *Projector) build(ctx context.Context, ctl readmodel.Control, replace, w
 // new one has everything the old one had, so nothing they saw goes missing.
 func (p *Projector) takeover(ctx context.Context, ctl readmodel.Control) error {
 	gen, old := ctl.Handover, ctl.Active
-	target := ctl.Pos[old]
+	target := ctl.MaxPos(old, p.store.Partitions())
 	p.logger.Info("taking over a rebuilt generation", "gen", gen, "from_seq", ctl.Pos[gen]+1, "until_seq", target)
 	dead, err := p.loadDeadLetters(ctx, ctl)
 	if err != nil {
 		return err
 	}
 	return p.consume(ctx, run{
-		gen: gen, from: ctl.Pos[gen], dead: dead,
+		gen: gen, from: ctl.Pos[gen], dead: dead, token: p.token,
 		check: func(c readmodel.Control) error {
 			if c.Active != old || c.Handover != gen {
 				return errSwitch

@@ -22,6 +22,11 @@ type Metrics struct {
 	RebuildTotal prometheus.Gauge
 	Rebuilding   prometheus.Gauge
 	SelfHeals    prometheus.Counter
+	// PartitionsOwned is how many partition leases this process holds.
+	PartitionsOwned prometheus.Gauge
+	// PartitionLag is, per partition this process holds, how far its
+	// position is behind the stream's head, in stream sequences.
+	PartitionLag *prometheus.GaugeVec
 	// LastApplied is the Unix time at which a batch was last applied.
 	LastApplied prometheus.Gauge
 
@@ -48,14 +53,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		StreamHead: f.gauge("sharesd_stream_last_sequence", "Last sequence of the CRAFTKIT stream as last seen by the projector."),
 		BatchSeconds: f.histogram("sharesd_apply_batch_duration_seconds", "Time to apply one batch of events to Redis.",
 			prometheus.ExponentialBuckets(0.0002, 2, 14)),
-		BatchSize:    f.histogram("sharesd_apply_batch_events", "Events per applied batch.", prometheus.ExponentialBuckets(1, 2, 11)),
-		RedisErrors:  f.counter("sharesd_redis_errors_total", "Redis errors seen by the projector (each followed by a retry)."),
-		NATSErrors:   f.counter("sharesd_nats_errors_total", "NATS errors seen by the projector (each followed by a retry)."),
-		RebuildDone:  f.gauge("sharesd_rebuild_events_done", "Events replayed by the rebuild in progress."),
-		RebuildTotal: f.gauge("sharesd_rebuild_events_total", "Events the rebuild in progress must replay."),
-		Rebuilding:   f.gauge("sharesd_rebuild_in_progress", "1 while this process rebuilds a generation, else 0."),
-		SelfHeals:    f.counter("sharesd_self_heals_total", "Rebuilds started because the read model vanished or the stream went backwards."),
-		LastApplied:  f.gauge("sharesd_last_applied_timestamp_seconds", "Unix time at which the projector last applied a batch."),
+		BatchSize:       f.histogram("sharesd_apply_batch_events", "Events per applied batch.", prometheus.ExponentialBuckets(1, 2, 11)),
+		RedisErrors:     f.counter("sharesd_redis_errors_total", "Redis errors seen by the projector (each followed by a retry)."),
+		NATSErrors:      f.counter("sharesd_nats_errors_total", "NATS errors seen by the projector (each followed by a retry)."),
+		RebuildDone:     f.gauge("sharesd_rebuild_events_done", "Events replayed by the rebuild in progress."),
+		RebuildTotal:    f.gauge("sharesd_rebuild_events_total", "Events the rebuild in progress must replay."),
+		Rebuilding:      f.gauge("sharesd_rebuild_in_progress", "1 while this process rebuilds a generation, else 0."),
+		SelfHeals:       f.counter("sharesd_self_heals_total", "Rebuilds started because the read model vanished or the stream went backwards."),
+		LastApplied:     f.gauge("sharesd_last_applied_timestamp_seconds", "Unix time at which the projector last applied a batch."),
+		PartitionsOwned: f.gauge("sharesd_partitions_owned", "Partition leases this process holds."),
+		PartitionLag: f.gaugeVec("sharesd_partition_lag_events",
+			"Per partition this process holds: stream sequences between its position and the stream's head.", "partition"),
 	}
 }
 
@@ -72,6 +80,10 @@ func (f factory) counterVec(name, help string, labels ...string) *prometheus.Cou
 
 func (f factory) gauge(name, help string) prometheus.Gauge {
 	return register(f.reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help}))
+}
+
+func (f factory) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return register(f.reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels))
 }
 
 func (f factory) histogram(name, help string, buckets []float64) prometheus.Histogram {

@@ -22,6 +22,7 @@ func TestMetricNames(t *testing.T) {
 	m.DeadLettered.WithLabelValues("malformed")
 	m.DeadLetterFailed.WithLabelValues("too_large")
 	m.LastApplied.SetToCurrentTime()
+	m.PartitionLag.WithLabelValues("3")
 
 	counter, gauge, histogram := dto.MetricType_COUNTER, dto.MetricType_GAUGE, dto.MetricType_HISTOGRAM
 	want := map[string]struct {
@@ -45,6 +46,8 @@ func TestMetricNames(t *testing.T) {
 		"sharesd_rebuild_in_progress":            {gauge, "1 while this process rebuilds a generation, else 0."},
 		"sharesd_self_heals_total":               {counter, "Rebuilds started because the read model vanished or the stream went backwards."},
 		"sharesd_last_applied_timestamp_seconds": {gauge, "Unix time at which the projector last applied a batch."},
+		"sharesd_partitions_owned":               {gauge, "Partition leases this process holds."},
+		"sharesd_partition_lag_events":           {gauge, "Per partition this process holds: stream sequences between its position and the stream's head."},
 	}
 	buckets := map[string][]float64{
 		"sharesd_apply_batch_duration_seconds": prometheus.ExponentialBuckets(0.0002, 2, 14),

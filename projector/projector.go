@@ -5,7 +5,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
+	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -67,7 +70,8 @@ type Projector struct {
 
 // Status is what the projector last did, for health checks and `status`.
 type Status struct {
-	Leader     bool      // holds the lease
+	Leader     bool      // holds at least one partition lease
+	Parts      []int     // the partitions whose leases it holds
 	Gen        string    // generation being written
 	Rebuilding bool      // writing a generation that is not active yet
 	Applied    uint64    // position reached
@@ -84,9 +88,11 @@ type Status struct {
 // New returns a Projector. metrics must not be nil (see NewMetrics).
 func New(js jetstream.JetStream, store *readmodel.Store, logger *slog.Logger, metrics *Metrics, cfg Config) *Projector {
 	cfg.defaults()
-	var b [12]byte
+	var b [6]byte
 	_, _ = rand.Read(b[:])
-	return &Projector{js: js, store: store, logger: logger, metrics: metrics, cfg: cfg, token: hex.EncodeToString(b[:])}
+	host, _ := os.Hostname()
+	token := fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	return &Projector{js: js, store: store, logger: logger, metrics: metrics, cfg: cfg, token: token}
 }
 
 // Status returns a copy of the projector's status.
@@ -95,6 +101,18 @@ func (p *Projector) Status() Status {
 	defer p.mu.Unlock()
 	return p.status
 }
+
+func (p *Projector) setOwned(parts []int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.status.Parts = slices.Clone(parts)
+	p.metrics.PartitionsOwned.Set(float64(len(parts)))
+	p.metrics.PartitionLag.Reset() // atHead sets the ones held
+}
+
+// Token names this projector: its lease token and its membership, shown by
+// `sharesd status` as the owner of its partitions.
+func (p *Projector) Token() string { return p.token }
 
 func (p *Projector) setApplied(gen string, applied, pending uint64) {
 	p.mu.Lock()
@@ -122,95 +140,98 @@ func (p *Projector) update(f func(*Status)) {
 	f(&p.status)
 }
 
-// Run projects until ctx ends: it waits for the lease, then follows the
-// control state (build, live, take over) and retries every failure with
-// backoff from the last saved position. On return the position is saved and
-// the lease released.
+// Run projects until ctx ends: it takes its share of the partitions (see
+// partitions.go), follows the control state for them (live, build, take
+// over) and retries every failure with backoff from the last saved
+// positions. On return the positions are saved and the leases released at
+// once, so the other projectors take the partitions over without waiting
+// for the leases to expire.
+//
+// It first records the store's number of partitions as the deployment's,
+// or returns readmodel.ErrPartitionsDiffer when another one is recorded.
 func (p *Projector) Run(ctx context.Context) error {
 	backoff := newBackoff(p.cfg.MaxBackoff)
-	for ctx.Err() == nil {
-		held, err := p.store.Lease(ctx, p.token, p.cfg.LeaseTTL)
+	for agreed := false; ctx.Err() == nil; {
+		if !agreed {
+			err := p.store.AgreePartitions(ctx)
+			switch {
+			case errors.Is(err, readmodel.ErrPartitionsDiffer):
+				return err
+			case err != nil:
+				p.fail(ctx, "agree on partitions", err)
+				backoff.wait(ctx)
+				continue
+			}
+			agreed = true
+		}
+		owned, err := p.balance(ctx)
 		switch {
 		case err != nil:
-			p.fail(ctx, "take lease", err)
+			p.fail(ctx, "take leases", err)
 			p.metrics.RedisErrors.Inc()
 			backoff.wait(ctx)
-		case !held:
+		case len(owned) == 0:
 			p.update(func(s *Status) { s.Leader = false })
 			sleep(ctx, p.cfg.LeaseTTL/5)
 		default:
 			backoff.reset()
 			p.update(func(s *Status) { s.Leader = true })
-			p.lead(ctx)
-			p.update(func(s *Status) { s.Leader = false })
+			p.lead(ctx, owned)
 		}
 	}
+	p.update(func(s *Status) { s.Leader = false })
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
-	_ = p.store.ReleaseLease(rctx, p.token)
+	_ = p.store.ReleaseLeases(rctx, p.token, p.Status().Parts, true)
+	p.setOwned(nil)
 	return nil
 }
 
 var errLeaseLost = errors.New("projector: lease lost")
 
-// lead projects while this projector holds the lease.
-func (p *Projector) lead(parent context.Context) {
+// lead projects the partitions owned while this projector holds them and
+// should: it returns when a lease is lost, the share changed, or the
+// control state calls for generation work that needs every partition.
+func (p *Projector) lead(parent context.Context, owned []int) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
-	go p.renew(ctx, cancel)
+	go p.watch(ctx, cancel, owned)
 	go p.collect(ctx)
 	if err := p.store.LoadScripts(ctx); err != nil {
 		p.fail(ctx, "load scripts", err)
 	}
 	backoff := newBackoff(p.cfg.MaxBackoff)
 	for ctx.Err() == nil {
-		err := p.step(ctx)
+		err := p.step(ctx, owned)
 		switch {
 		case ctx.Err() != nil:
+		case errors.Is(err, errNeedAll):
+			// balance gives every partition to the first member, once the
+			// others have given theirs up.
+			sleep(ctx, p.cfg.LeaseTTL/10)
+			return
 		case errors.Is(err, errSwitch):
 			backoff.reset()
 		case err != nil:
 			p.fail(ctx, "project", err)
-			backoff.wait(ctx) // the lease may be lost meanwhile
+			backoff.wait(ctx) // a lease may be lost meanwhile
 		}
 	}
 	if errors.Is(context.Cause(ctx), errLeaseLost) {
-		p.logger.Warn("lost the projector lease; standing by")
-	}
-}
-
-// renew keeps the lease while ctx lives, and cancels ctx when another
-// projector has taken it or it could not be renewed before it expired.
-func (p *Projector) renew(ctx context.Context, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(p.cfg.LeaseTTL / 3)
-	defer t.Stop()
-	last := time.Now()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		held, err := p.store.Lease(ctx, p.token, p.cfg.LeaseTTL)
-		switch {
-		case err == nil && held:
-			last = time.Now()
-		case err == nil:
-			cancel(errLeaseLost)
-			return
-		case time.Since(last) > p.cfg.LeaseTTL:
-			cancel(errLeaseLost)
-			return
-		}
+		p.logger.Warn("lost a partition lease; taking a new share", "partitions", owned)
 	}
 }
 
 // step reads the control state and runs what it calls for until that ends.
-func (p *Projector) step(ctx context.Context) error {
+func (p *Projector) step(ctx context.Context, owned []int) error {
 	ctl, err := p.store.ReadControl(ctx)
 	if err != nil {
 		p.metrics.RedisErrors.Inc()
 		return err
+	}
+	n := p.store.Partitions()
+	if genWork(ctl) && len(owned) < n {
+		return errNeedAll
 	}
 	switch {
 	case ctl.Active == "":
@@ -218,21 +239,29 @@ func (p *Projector) step(ctx context.Context) error {
 		return p.build(ctx, ctl, "", "no active generation: building one from the stream; the API answers 503 until it is done")
 	case ctl.Handover != "" && ctl.Handover != ctl.Active:
 		return p.takeover(ctx, ctl)
+	case ctl.Heal:
+		return p.build(ctx, ctl, ctl.Active, "rebuilding after the stream went backwards")
 	}
-	return p.runLive(ctx, ctl)
+	return p.runLive(ctx, ctl, owned)
 }
 
-// runLive applies the stream to the active generation from its saved
-// position until the control state calls for something else, or rebuilds
-// when the stream went backwards under it.
-func (p *Projector) runLive(ctx context.Context, ctl readmodel.Control) error {
-	gen, pos := ctl.Active, ctl.Pos[ctl.Active]
-	backwards, err := p.streamWentBackwards(ctx, ctl, gen, pos)
+// runLive applies the stream to the active generation's partitions owned
+// from their saved positions until the control state calls for something
+// else, or asks for a rebuild when the stream went backwards under it.
+func (p *Projector) runLive(ctx context.Context, ctl readmodel.Control, owned []int) error {
+	gen := ctl.Active
+	parts := newPartSet(p.store.Partitions(), owned, ctl, gen)
+	backwards, err := p.streamWentBackwards(ctx, ctl, gen, ctl.MaxPos(gen, p.store.Partitions()))
 	switch {
 	case err != nil:
 		return err
-	case backwards:
+	case backwards && parts.all():
 		return p.build(ctx, ctl, gen, "rebuilding after the stream went backwards")
+	case backwards:
+		if err := p.store.RequestHeal(ctx); err != nil {
+			return err
+		}
+		return errNeedAll
 	}
 	dead, err := p.loadDeadLetters(ctx, ctl)
 	if err != nil {
@@ -241,7 +270,7 @@ func (p *Projector) runLive(ctx context.Context, ctl readmodel.Control) error {
 	p.update(func(s *Status) { s.Rebuilding = false })
 	p.wasLive = gen
 	return p.consume(ctx, run{
-		gen: gen, from: pos, live: true, dead: dead,
+		gen: gen, from: parts.start(), live: true, dead: dead, parts: parts, token: p.token,
 		check: liveCheck(gen),
 		after: func(context.Context, uint64, bool) error { return nil },
 	})
@@ -278,7 +307,7 @@ func liveCheck(gen string) func(readmodel.Control) error {
 		// this generation's position again in the same round trip.
 		case c.Active == "":
 			return errSwitch // step notices the loss and rebuilds
-		case c.Active != gen, c.Handover != "" && c.Handover != gen:
+		case c.Active != gen, c.Handover != "" && c.Handover != gen, c.Heal:
 			return errSwitch
 		}
 		return nil

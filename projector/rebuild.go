@@ -94,12 +94,12 @@ func (p *Projector) Rebuild(ctx context.Context, fresh bool, progress func(Progr
 
 // swapIn makes a rebuilt generation active, directly or by handover.
 func (p *Projector) swapIn(ctx context.Context, gen, prev string, progress func(Progress)) error {
-	held, err := p.store.Lease(ctx, p.token, p.cfg.LeaseTTL)
+	held, err := p.holdAll(ctx)
 	if err != nil {
 		return err
 	}
 	if held {
-		defer p.store.ReleaseLease(context.WithoutCancel(ctx), p.token)
+		defer p.store.ReleaseLeases(context.WithoutCancel(ctx), p.token, allParts(p.store.Partitions()), true)
 		ok, err := p.store.Activate(ctx, gen, prev)
 		if err != nil {
 			return err
@@ -130,12 +130,31 @@ func (p *Projector) swapIn(ctx context.Context, gen, prev string, progress func(
 		case ctl.Handover != gen:
 			return fmt.Errorf("handover of %s was cancelled (active %q, handover %q)", gen, ctl.Active, ctl.Handover)
 		}
-		progress(Progress{Gen: gen, Phase: "handing over", Done: ctl.Pos[gen], Total: ctl.Pos[ctl.Active]})
+		progress(Progress{Gen: gen, Phase: "handing over", Done: ctl.Pos[gen], Total: ctl.MaxPos(ctl.Active, p.store.Partitions())})
 		sleep(ctx, 200*time.Millisecond)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 	}
+}
+
+// holdAll takes every partition lease when no projector holds any, and
+// reports whether it did; otherwise it holds none.
+func (p *Projector) holdAll(ctx context.Context) (bool, error) {
+	n := p.store.Partitions()
+	got, err := p.store.ClaimLeases(ctx, p.token, p.cfg.LeaseTTL, n)
+	if err != nil || len(got) == n {
+		return err == nil, err
+	}
+	return false, p.store.ReleaseLeases(ctx, p.token, got, false)
+}
+
+func allParts(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
 
 // RebuildRender replays one render's events into scratch keys and swaps

@@ -148,7 +148,7 @@ func TestShutdown(t *testing.T) {
 		if got := ctl.Pos[ctl.Active]; got != last {
 			t.Fatalf("saved position = %d, want %d", got, last)
 		}
-		if held, err := e.store.LeaseHeld(context.Background()); err != nil || held {
+		if held, err := e.store.LeasesHeld(context.Background()); err != nil || held > 0 {
 			t.Fatalf("lease held after shutdown = %v (%v), want it released", held, err)
 		}
 	})

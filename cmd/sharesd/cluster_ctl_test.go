@@ -31,7 +31,7 @@ func TestClusterCtl(t *testing.T) {
 	nats := natstest.StartCluster(t, 3)
 	rc := redistest.StartCluster(t)
 	_, js := nats.Connect(t)
-	f := &faultEnv{js: js, store: readmodel.New(rc.Client(t), readmodel.DefaultHorizon)}
+	f := &faultEnv{js: js, store: testStore(rc.Client(t), readmodel.DefaultHorizon)}
 	vars := map[string]string{"NATS_URL": nats.URL, "REDIS_URL": rc.URL, "REDIS_CLUSTER": "true", "STREAM_REPLICAS": "3", "LOG_LEVEL": "error"}
 	getenv := func(k string) string { return vars[k] }
 	ctx := context.Background()
@@ -74,7 +74,7 @@ func TestClusterCtl(t *testing.T) {
 			f.waitCaughtUp(t, proj, 30*time.Second)
 		}},
 		{"status", []string{"status"}, "", func(t *testing.T, out string) {
-			for _, w := range []string{"a projector holds the lease", ", lag 0 events", "noeviction (safe)"} {
+			for _, w := range []string{"projecting, 8 partitions", ", lag 0 events", "noeviction (safe)"} {
 				want(t, out, w)
 			}
 			if !regexp.MustCompile(`(?m)^dead letters\s+1$`).MatchString(out) {

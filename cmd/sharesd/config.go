@@ -36,13 +36,14 @@ type Config struct {
 	BatchSize      int
 	MaxFetchBytes  int
 	LeaseTTL       time.Duration
+	Partitions     int
 	ReadyStall     time.Duration
 	MaxConns       int
 }
 
 // envVars names the environment variable of each setting; the compose-file
 // test checks that every variable it sets is one of these.
-var envVars = []string{"NATS_URL", "REDIS_URL", "REDIS_CLUSTER", "STREAM_REPLICAS", "HTTP_ADDR", "SHARE_BASE_URL", "CRAFTKIT_ENV", "LOG_LEVEL", "LOG_FORMAT", "DEDUPE_HORIZON", "MIN_SEQ_WAIT", "BATCH_SIZE", "MAX_FETCH_BYTES", "LEASE_TTL", "READY_STALL", "MAX_CONNS"}
+var envVars = []string{"NATS_URL", "REDIS_URL", "REDIS_CLUSTER", "STREAM_REPLICAS", "HTTP_ADDR", "SHARE_BASE_URL", "CRAFTKIT_ENV", "LOG_LEVEL", "LOG_FORMAT", "DEDUPE_HORIZON", "MIN_SEQ_WAIT", "BATCH_SIZE", "MAX_FETCH_BYTES", "LEASE_TTL", "READY_STALL", "MAX_CONNS", "PARTITIONS"}
 
 func envOr(getenv func(string) string, name, def string) string {
 	if v := getenv(name); v != "" {
@@ -119,6 +120,8 @@ func newFlagSet(name string, env *environment, cfg *Config, which ...string) (*f
 		fs.StringVar(&cfg.RedisURL, "redis-url", envOr(g, "REDIS_URL", "redis://127.0.0.1:6379"),
 			"Redis URL, redis://, rediss:// or unix://; with -redis-cluster the seed nodes, redis://h1:p1?addr=h2:p2&addr=h3:p3 (env REDIS_URL)")
 		fs.BoolVar(&cfg.RedisCluster, "redis-cluster", errs.bool(g, "REDIS_CLUSTER", false), "Redis is a Redis Cluster (env REDIS_CLUSTER)")
+		fs.IntVar(&cfg.Partitions, "partitions", errs.int(g, "PARTITIONS", events.DefaultPartitions),
+			"partitions the event flow is split into, by render; every process of a deployment must use the same number (env PARTITIONS)")
 		fs.DurationVar(&cfg.DedupeHorizon, "dedupe-horizon", errs.duration(g, "DEDUPE_HORIZON", 24*time.Hour), "how long event ids are remembered to drop republished duplicates (env DEDUPE_HORIZON)")
 	}
 	if has("http") {
@@ -141,7 +144,7 @@ func newFlagSet(name string, env *environment, cfg *Config, which ...string) (*f
 		fs.IntVar(&cfg.MaxFetchBytes, "max-fetch-bytes", errs.int(g, "MAX_FETCH_BYTES", 8<<20),
 			"bytes of events the projector asks NATS for ahead and holds ahead of Redis; raised to twice the server's max payload if that is more (env MAX_FETCH_BYTES)")
 		fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", errs.duration(g, "LEASE_TTL", 5*time.Second),
-			"how long a projector that died keeps the lease before a standby takes over (env LEASE_TTL)")
+			"how long a projector that died keeps its partition leases before the others take them over (env LEASE_TTL)")
 		fs.DurationVar(&cfg.ReadyStall, "ready-stall", errs.duration(g, "READY_STALL", 30*time.Second),
 			"how long the projector may apply nothing while events wait before /readyz answers 503 projector_stalled (env READY_STALL)")
 	}
@@ -212,6 +215,9 @@ func parse(fs *flag.FlagSet, errs *envErrors, cfg *Config, args []string) error 
 	}
 	if fs.Lookup("max-fetch-bytes") != nil && (cfg.MaxFetchBytes < 64<<10 || cfg.MaxFetchBytes > 1<<30) {
 		bad("max-fetch-bytes", "MAX_FETCH_BYTES", strconv.Itoa(cfg.MaxFetchBytes), "65536 to 1073741824")
+	}
+	if fs.Lookup("partitions") != nil && (cfg.Partitions < 1 || cfg.Partitions > events.MaxPartitions) {
+		bad("partitions", "PARTITIONS", strconv.Itoa(cfg.Partitions), "1 to "+strconv.Itoa(events.MaxPartitions))
 	}
 	if fs.Lookup("lease-ttl") != nil && (cfg.LeaseTTL < 300*time.Millisecond || cfg.LeaseTTL > 10*time.Minute) {
 		bad("lease-ttl", "LEASE_TTL", cfg.LeaseTTL.String(), "a duration between 300ms and 10m")

@@ -26,13 +26,25 @@ type statusReport struct {
 	Handover        *genStatus       `json:"handover"` // nil unless a rebuild waits for the live projector
 	DeadLetters     *uint64          `json:"deadLetters"`
 	NotStored       int              `json:"deadLettersNotStored"` // bad events the dead-letter stream refused, recorded instead
-	LeaseHeld       bool             `json:"projectorLeaseHeld"`
+	LeaseHeld       bool             `json:"projectorLeaseHeld"`   // some projector holds a partition lease
+	PartitionCount  int              `json:"partitionCount"`       // the deployment's, as Redis records it (0: none yet)
+	Partitions      []partStatus     `json:"partitions"`
 	Generations     map[string]int64 `json:"generations"` // keys of each generation in Redis
 	MaxmemoryPolicy string           `json:"maxmemoryPolicy"`
 	EvictionSafe    bool             `json:"evictionSafe"`
 	HistoryRisks    []string         `json:"historyRisks"`
 	ManualRisks     []string         `json:"manualHistoryRisks"`
 	Warnings        []string         `json:"warnings"`
+}
+
+// partStatus is one partition of the active generation: the projector
+// whose lease it is ("" for none), its position and the stream sequences
+// between the position and the stream's head.
+type partStatus struct {
+	Partition int    `json:"partition"`
+	Owner     string `json:"owner"`
+	Position  uint64 `json:"position"`
+	Lag       int64  `json:"lag"`
 }
 
 type streamStatus struct {
@@ -126,8 +138,8 @@ func collectStatus(ctx context.Context, js jetstream.JetStream, store *readmodel
 	if err != nil {
 		return nil, fmt.Errorf("-redis-url / REDIS_URL: %w", err)
 	}
-	if rep.LeaseHeld, err = store.LeaseHeld(ctx); err != nil {
-		return nil, fmt.Errorf("-redis-url / REDIS_URL: lease: %w", err)
+	if err := partitionStatus(ctx, rep, store, ctl, st.LastSeq); err != nil {
+		return nil, err
 	}
 	if rep.Generations, err = store.Generations(ctx); err != nil {
 		return nil, fmt.Errorf("-redis-url / REDIS_URL: generations: %w", err)
@@ -148,6 +160,29 @@ func collectStatus(ctx context.Context, js jetstream.JetStream, store *readmodel
 		rep.Warnings = append(rep.Warnings, "Redis's maxmemory-policy "+rep.MaxmemoryPolicy+" can evict read-model keys: set noeviction")
 	}
 	return rep, nil
+}
+
+// partitionStatus fills in the partitions: each one's lease owner and its
+// position in the active generation.
+func partitionStatus(ctx context.Context, rep *statusReport, store *readmodel.Store, ctl readmodel.Control, last uint64) error {
+	owners, err := store.LeaseOwners(ctx)
+	if err != nil {
+		return fmt.Errorf("-redis-url / REDIS_URL: %w", err)
+	}
+	if rep.PartitionCount, err = store.RecordedPartitions(ctx); err != nil {
+		return fmt.Errorf("-redis-url / REDIS_URL: partitions: %w", err)
+	}
+	if rep.PartitionCount != 0 && rep.PartitionCount != len(owners) {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("the deployment uses %d partitions, this command was given %d (-partitions / PARTITIONS): the partitions below are counted with %d",
+			rep.PartitionCount, len(owners), len(owners)))
+	}
+	rep.Partitions = make([]partStatus, len(owners))
+	for q, owner := range owners {
+		pos := ctl.PosOf(ctl.Active, q)
+		rep.Partitions[q] = partStatus{Partition: q, Owner: owner, Position: pos, Lag: int64(last) - int64(pos)}
+		rep.LeaseHeld = rep.LeaseHeld || owner != ""
+	}
+	return nil
 }
 
 // genAt places generation gen in the stream; nil when gen is "".
@@ -181,7 +216,17 @@ func projectionWarnings(rep *statusReport) []string {
 			rep.Stream.LastSeq, rep.Active.Position))
 	}
 	if !rep.LeaseHeld {
-		w = append(w, "no projector holds the lease: nothing is being applied")
+		w = append(w, "no projector holds a partition lease: nothing is being applied")
+		return w
+	}
+	var free []string
+	for _, p := range rep.Partitions {
+		if p.Owner == "" {
+			free = append(free, fmt.Sprint(p.Partition))
+		}
+	}
+	if len(free) > 0 {
+		w = append(w, "partitions without a projector (taken over within LEASE_TTL while one runs): "+strings.Join(free, ", "))
 	}
 	return w
 }
@@ -193,11 +238,18 @@ func printStatus(out io.Writer, rep *statusReport) error {
 	fmt.Fprintf(w, "active generation\t%s\n", describeGen(rep.Active, false))
 	fmt.Fprintf(w, "building generation\t%s\n", describeGen(rep.Building, true))
 	fmt.Fprintf(w, "handover\t%s\n", describeGen(rep.Handover, true))
-	lease := "no projector holds the lease"
+	lease := "no projector holds a partition lease"
 	if rep.LeaseHeld {
-		lease = "a projector holds the lease"
+		lease = "projecting"
 	}
-	fmt.Fprintf(w, "projector\t%s\n", lease)
+	fmt.Fprintf(w, "projector\t%s, %d partitions\n", lease, len(rep.Partitions))
+	for _, p := range rep.Partitions {
+		owner := p.Owner
+		if owner == "" {
+			owner = "(none)"
+		}
+		fmt.Fprintf(w, "  partition %d\towner %s, position %d, lag %d\n", p.Partition, owner, p.Position, p.Lag)
+	}
 	dl := "stream missing"
 	if rep.DeadLetters != nil {
 		dl = fmt.Sprintf("%d", *rep.DeadLetters)

@@ -45,7 +45,7 @@ func startCtl(t *testing.T, withProjector bool) *ctlHarness {
 	h := &ctlHarness{
 		getenv: func(k string) string { return vars[k] },
 		js:     js,
-		store:  readmodel.New(rs.Client(t), time.Hour),
+		store:  testStore(rs.Client(t), time.Hour),
 	}
 	if withProjector {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -196,7 +196,7 @@ func TestPublish(t *testing.T) {
 		if err != nil {
 			t.Fatalf("status: %v", err)
 		}
-		for _, want := range []string{"seq 1..4, 4 events", "no projector holds the lease", "no active generation"} {
+		for _, want := range []string{"seq 1..4, 4 events", "no projector holds a partition lease", "no active generation"} {
 			if !strings.Contains(out, want) {
 				t.Fatalf("status %q lacks %q", out, want)
 			}
@@ -399,6 +399,14 @@ func TestStatus(t *testing.T) {
 	if !rep.LeaseHeld || rep.Generations[rep.Active.Gen] == 0 || rep.MaxmemoryPolicy != "noeviction" || !rep.EvictionSafe {
 		t.Fatalf("status = %+v, want the lease held, keys in the active generation and a safe noeviction policy", rep)
 	}
+	if len(rep.Partitions) != 8 || rep.PartitionCount != 8 {
+		t.Fatalf("partitions %+v of %d, want 8", rep.Partitions, rep.PartitionCount)
+	}
+	for q, p := range rep.Partitions {
+		if p.Partition != q || p.Owner == "" || p.Position != last || p.Lag != 0 {
+			t.Errorf("partition %d: %+v, want an owner at position %d, lag 0", q, p, last)
+		}
+	}
 
 	out, _, err := h.run(t, "", "status")
 	if err != nil {
@@ -408,7 +416,8 @@ func TestStatus(t *testing.T) {
 		regexp.MustCompile(fmt.Sprintf(`stream CRAFTKIT\s+seq 1\.\.%d, %d events`, last, last)),
 		regexp.MustCompile(fmt.Sprintf(`active generation\s+%s at position %d, lag 0 events`, rep.Active.Gen, last)),
 		regexp.MustCompile(`(?m)^dead letters\s+1$`),
-		regexp.MustCompile(`(?m)^projector\s+a projector holds the lease$`),
+		regexp.MustCompile(`(?m)^projector\s+projecting, 8 partitions$`),
+		regexp.MustCompile(fmt.Sprintf(`(?m)^  partition 7\s+owner \S+, position %d, lag 0$`, last)),
 		regexp.MustCompile(`redis maxmemory-policy\s+noeviction \(safe\)`),
 	} {
 		if !want.MatchString(out) {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/events/natstest"
@@ -56,7 +58,7 @@ func newFaultEnv(t *testing.T, bin string) *faultEnv {
 		t.Fatalf("streams: %v", err)
 	}
 	rs := redistest.Start(t)
-	return &faultEnv{bin: bin, ns: ns, nc: nc, js: js, redis: rs, store: readmodel.New(rs.Client(t), readmodel.DefaultHorizon)}
+	return &faultEnv{bin: bin, ns: ns, nc: nc, js: js, redis: rs, store: testStore(rs.Client(t), readmodel.DefaultHorizon)}
 }
 
 func (f *faultEnv) startProjector(t *testing.T) *faultChild {
@@ -95,18 +97,41 @@ func (f *faultEnv) activePos(t testing.TB) uint64 {
 	return ctl.Pos[ctl.Active]
 }
 
-// dropLease frees the projector lease of a process that was killed, as a
-// supervisor that knows its holder is dead would.
+// dropLease frees the partition leases and membership of the projectors
+// that hold any (a process that was killed), as a supervisor that knows
+// they are dead would.
 func (f *faultEnv) dropLease(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
-	token, err := f.store.LeaseHolder(ctx)
-	if err == nil {
-		err = f.store.ReleaseLease(ctx, token)
+	for _, token := range f.leaseOwners(t) {
+		if err := f.store.ReleaseLeases(ctx, token, allPartitions(f.store), true); err != nil {
+			t.Fatalf("drop leases: %v", err)
+		}
 	}
+}
+
+// leaseOwners returns the distinct tokens that hold partition leases.
+func (f *faultEnv) leaseOwners(t testing.TB) []string {
+	t.Helper()
+	owners, err := f.store.LeaseOwners(context.Background())
 	if err != nil {
-		t.Fatalf("drop lease: %v", err)
+		t.Fatalf("lease owners: %v", err)
 	}
+	var out []string
+	for _, o := range owners {
+		if o != "" && !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func allPartitions(s *readmodel.Store) []int {
+	out := make([]int, s.Partitions())
+	for i := range out {
+		out[i] = i
+	}
+	return out
 }
 
 // waitCaughtUp waits until the active generation's saved position has
@@ -708,4 +733,12 @@ func (w *faultWork) plus(n int) *faultWork {
 	c := *w
 	c.views += n
 	return &c
+}
+
+// testStore is the read model on rdb as the sharesd commands see it by
+// default: events.DefaultPartitions partitions.
+func testStore(rdb redis.UniversalClient, horizon time.Duration) *readmodel.Store {
+	s := readmodel.New(rdb, horizon)
+	s.SetPartitions(events.DefaultPartitions)
+	return s
 }

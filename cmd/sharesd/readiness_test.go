@@ -14,7 +14,6 @@ import (
 	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/events/natstest"
 	"github.com/craftkit/sharesd/events/polltest"
-	"github.com/craftkit/sharesd/projector/readmodel"
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
 )
 
@@ -105,7 +104,7 @@ func TestReadyzProjectorStalled(t *testing.T) {
 		return nil
 	})
 	polltest.WaitFor(t, 10*time.Second, func() error {
-		ctl, err := readmodel.New(rdb, time.Hour).ReadControl(ctx)
+		ctl, err := testStore(rdb, time.Hour).ReadControl(ctx)
 		if pos := ctl.Pos[ctl.Active]; err != nil || pos < last {
 			return fmt.Errorf("position %d (%v), want the published events (up to %d) applied", pos, err, last)
 		}

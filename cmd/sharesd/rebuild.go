@@ -88,7 +88,14 @@ func dial(cfg Config, logger *slog.Logger, background bool) (*clients, error) {
 		nc.Close()
 		return nil, err
 	}
-	return &clients{nc: nc, js: js, rdb: rdb, store: readmodel.New(rdb, cfg.DedupeHorizon)}, nil
+	return &clients{nc: nc, js: js, rdb: rdb, store: newStore(rdb, cfg)}, nil
+}
+
+// newStore is the read model on rdb for the deployment cfg describes.
+func newStore(rdb redis.UniversalClient, cfg Config) *readmodel.Store {
+	s := readmodel.New(rdb, cfg.DedupeHorizon)
+	s.SetPartitions(cfg.Partitions)
+	return s
 }
 
 func (c *clients) Close() {

@@ -142,7 +142,7 @@ func TestRebuildTruncatedStream(t *testing.T) {
 		natstest.Publish(t, js, m.subject, m.data, m.msgID)
 	}
 	rs := redistest.Start(t)
-	f := &faultEnv{ns: ns, nc: nc, js: js, redis: rs, store: readmodel.New(rs.Client(t), 0)}
+	f := &faultEnv{ns: ns, nc: nc, js: js, redis: rs, store: testStore(rs.Client(t), 0)}
 	_, _, err := f.run(t, context.Background(), nil, "rebuild")
 	if err == nil {
 		t.Fatal("rebuild of a stream starting at sequence 6 succeeded, want an error")
@@ -271,7 +271,7 @@ func TestStartupWarnings(t *testing.T) {
 			t.Fatal(err)
 		}
 		rs := redistest.Start(t, "--maxmemory-policy", "allkeys-lru")
-		f := &faultEnv{ns: ns, nc: nc, js: js, redis: rs, store: readmodel.New(rs.Client(t), 0)}
+		f := &faultEnv{ns: ns, nc: nc, js: js, redis: rs, store: testStore(rs.Client(t), 0)}
 		srv := f.serveInProcess(t, "projector", nil)
 		polltest.WaitFor(t, 15*time.Second, func() error {
 			if err := srv.alive(); err != nil {

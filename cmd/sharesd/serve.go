@@ -78,11 +78,12 @@ func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener
 		return err
 	}
 	defer apiRDB.Close()
-	store := readmodel.New(apiRDB, cfg.DedupeHorizon)
+	store := newStore(apiRDB, cfg)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var g group.Group
+	g.Add(func() error { return agreePartitions(ctx, logger, store) }, func(error) { cancel() })
 	var proj *projectorPart
 	if m.projector() {
 		if proj, err = newProjectorPart(logger, cfg, reg); err != nil {
@@ -139,6 +140,9 @@ func newProjectorPart(logger *slog.Logger, cfg Config, reg prometheus.Registerer
 // run creates the streams when missing, then projects until ctx ends.
 func (p *projectorPart) run(ctx context.Context, logger *slog.Logger, store *readmodel.Store) error {
 	if err := prepareStream(ctx, logger, p.js, store, p.replicas); err != nil {
+		return err
+	}
+	if err := agreed(ctx, p.store); err != nil {
 		return err
 	}
 	return p.proj.Run(ctx)
@@ -249,16 +253,47 @@ func stalled(ctx context.Context, store *readmodel.Store, st projector.Status, b
 		return nil
 	}
 	if !st.Leader {
-		held, err := store.LeaseHeld(ctx)
+		held, err := store.LeasesHeld(ctx)
 		if err != nil {
 			return &api.NotReady{Reason: api.ReasonRedis, Err: err}
 		}
-		if held {
+		if held > 0 {
 			return nil
 		}
 	}
 	return &api.NotReady{Reason: api.ReasonStalled, Err: fmt.Errorf("%d events waiting, none applied for %s (bound %s); last error: %s",
 		st.Head-st.Applied, idle.Round(time.Second), bound, st.LastError)}
+}
+
+// agreePartitions checks, once Redis answers, that the deployment uses
+// this process's number of partitions (recording it if none is) and fails
+// if not, which stops the process; otherwise it waits for ctx to end.
+func agreePartitions(ctx context.Context, logger *slog.Logger, store *readmodel.Store) error {
+	if err := agreed(ctx, store); err != nil {
+		logger.Error("refusing to run", "err", err)
+		return err
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// agreed waits until Redis answers AgreePartitions and returns its verdict
+// with what to do about a mismatch.
+func agreed(ctx context.Context, store *readmodel.Store) error {
+	for {
+		err := store.AgreePartitions(ctx)
+		switch {
+		case errors.Is(err, readmodel.ErrPartitionsDiffer):
+			n, _ := store.RecordedPartitions(ctx)
+			return fmt.Errorf("-partitions / PARTITIONS: %w. Every process of a deployment must use the same number: start this one with PARTITIONS=%d, or re-partition the deployment (README, \"Re-partitioning\": a blue/green rebuild with sharesd rebuild -repartition)", err, n)
+		case err == nil, ctx.Err() != nil:
+			return nil
+		}
+		select { // Redis is down: /readyz says so meanwhile
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // connectNATS connects with unlimited reconnects. When background is set it

@@ -84,6 +84,9 @@ func (s *Store) Activate(ctx context.Context, gen, prev string) (bool, error) {
 		return false, fmt.Errorf("activate %s: %w", gen, err)
 	}
 	if n == 1 {
+		if err := s.rdb.HDel(ctx, ctlKey(), fieldHeal).Err(); err != nil {
+			return true, fmt.Errorf("activate %s: clear the heal request: %w", gen, err)
+		}
 		// Not retried: the switch is made. A reader that misses it learns
 		// of it when its subscription starts over.
 		_ = s.announce(ctx, s.rdb, announceSwitch).Err()

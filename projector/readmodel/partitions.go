@@ -31,7 +31,20 @@ func partPosField(gen string, p int) string {
 	return posField(gen) + ":" + strconv.Itoa(p)
 }
 
-const fieldPartitions = "partitions"
+// Fields of the control hash for partitions: the deployment's number, and
+// a request for a rebuild of the active generation (the stream went
+// backwards), which the projector holding every partition serves.
+const (
+	fieldPartitions = "partitions"
+	fieldHeal       = "heal"
+)
+
+// RequestHeal asks for the active generation to be rebuilt from the
+// stream: a projector that holds only some partitions found the stream
+// behind its position. Activate clears it.
+func (s *Store) RequestHeal(ctx context.Context) error {
+	return s.rdb.HSet(ctx, ctlKey(), fieldHeal, "1").Err()
+}
 
 // SetPartitions tells the store the deployment's number of partitions
 // (default 1). Call it before any other method.
@@ -124,6 +137,18 @@ func (s *Store) LeaseOwners(ctx context.Context) ([]string, error) {
 		out[i], _ = v.(string)
 	}
 	return out, nil
+}
+
+// LeasesHeld counts the partitions whose lease some projector holds.
+func (s *Store) LeasesHeld(ctx context.Context) (int, error) {
+	owners, err := s.LeaseOwners(ctx)
+	n := 0
+	for _, o := range owners {
+		if o != "" {
+			n++
+		}
+	}
+	return n, err
 }
 
 func (s *Store) leaseKeys() []string {

@@ -135,6 +135,7 @@ type Control struct {
 	Active   string                    // generation the API reads ("" while none)
 	Building string                    // generation a full rebuild is writing
 	Handover string                    // generation waiting for the live projectors to take over
+	Heal     bool                      // the stream went backwards under the active generation: rebuild it
 	Pos      map[string]uint64         // resume position of each generation: the lowest of its partitions'
 	Part     map[string]map[int]uint64 // resume position of each partition of each generation (see PosOf)
 	Streams  map[string]string         // the stream each generation was built from
@@ -149,7 +150,7 @@ func (c Control) Present() bool {
 
 // parseControl reads the control hash of a deployment of n partitions.
 func parseControl(m map[string]string, n int) Control {
-	c := Control{Active: m[fieldActive], Building: m[fieldBuilding], Handover: m[fieldHandover],
+	c := Control{Active: m[fieldActive], Building: m[fieldBuilding], Handover: m[fieldHandover], Heal: m[fieldHeal] != "",
 		Pos: map[string]uint64{}, Part: map[string]map[int]uint64{}, bare: map[string]uint64{}, Streams: map[string]string{}}
 	for k, v := range m {
 		if g, ok := strings.CutPrefix(k, posField("")); ok {
