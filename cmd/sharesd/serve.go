@@ -95,7 +95,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener
 	positions := api.NewPositions()
 	metrics := api.NewMetrics(reg)
 	handler := api.NewServer(logger.With("component", "api"), store, positions, metrics, api.Config{
-		Env: cfg.Env, ShareBase: cfg.ShareBase, MinSeqWait: cfg.MinSeqWait,
+		Env: cfg.Env, ShareBase: cfg.ShareBase, MinSeqWait: cfg.MinSeqWait, Partitions: cfg.Partitions,
 		Ready:          readiness(store, proj, cfg.ReadyStall),
 		HealthOnly:     !m.api(),
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
