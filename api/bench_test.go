@@ -30,8 +30,10 @@ func benchRender(size int) string { return eventstest.UUID(size) }
 // benchWorld writes, through readmodel.Store as the projector does, one
 // render per size with that many shares (a view on each, every tenth
 // revoked), activates the generation and returns the API's handler on a
-// store with its own client.
-func benchWorld(b *testing.B, sizes ...int) http.Handler {
+// store with its own client. When follow is set the handler follows the
+// announcements (and answers lists from memory); benchWorld returns once
+// it does.
+func benchWorld(b *testing.B, follow bool, sizes ...int) *api.Server {
 	b.Helper()
 	ctx := context.Background()
 	srv := redistest.Start(b)
@@ -75,7 +77,36 @@ func benchWorld(b *testing.B, sizes ...int) http.Handler {
 		b.Fatalf("activate: ok=%v err=%v", ok, err)
 	}
 	apiStore := readmodel.New(srv.Client(b), readmodel.DefaultHorizon)
-	return api.NewServer(slog.New(slog.DiscardHandler), apiStore, api.NewPositions(), nil, api.Config{ShareBase: "https://share.example"})
+	h := api.NewServer(slog.New(slog.DiscardHandler), apiStore, api.NewPositions(), nil, api.Config{ShareBase: "https://share.example"})
+	if follow {
+		benchFollow(b, apiStore, h)
+	}
+	return h
+}
+
+// benchFollow runs h.Follow on store's announcements until b ends, and
+// returns once the subscription is live.
+func benchFollow(b *testing.B, store *readmodel.Store, h *api.Server) {
+	ctx, cancel := context.WithCancel(context.Background())
+	live, done := make(chan struct{}, 1), make(chan struct{})
+	go func() {
+		defer close(done)
+		store.FollowApplied(ctx, func(a readmodel.AppliedPos) {
+			h.Follow(a)
+			if !a.Announced && !a.Lost {
+				select {
+				case live <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}()
+	b.Cleanup(func() { cancel(); <-done })
+	select {
+	case <-live:
+	case <-time.After(10 * time.Second):
+		b.Fatal("no live subscription within 10s")
+	}
 }
 
 func benchRequest(size int, header ...string) *http.Request {
@@ -92,9 +123,16 @@ func benchRequest(size int, header ...string) *http.Request {
 // server runs it under load: the Redis client's pool and the Redis round
 // trips are shared. BenchmarkListShares (alloc_test.go) measures one
 // request at a time.
+//
+// memory=false asks Redis on every request (no announcements followed);
+// memory=true follows them, so a warm render is answered from memory.
 func BenchmarkListSharesParallel(b *testing.B) {
-	sizes := []int{10, 100, 1000}
-	h := benchWorld(b, sizes...)
+	for _, follow := range []bool{false, true} {
+		b.Run(fmt.Sprintf("memory=%v", follow), func(b *testing.B) { benchListParallel(b, benchWorld(b, follow, 10, 100, 1000), 10, 100, 1000) })
+	}
+}
+
+func benchListParallel(b *testing.B, h http.Handler, sizes ...int) {
 	for _, n := range sizes {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, benchRequest(n))

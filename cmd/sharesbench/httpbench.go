@@ -54,12 +54,23 @@ func serveHTTP(h http.Handler) (string, func() error, error) {
 // API's Redis client, following the projector's announcements. The
 // returned takenIn records when it took in each announced position.
 func newAPI(ctx context.Context, store *readmodel.Store) (http.Handler, *takenIn) {
-	srv := api.NewServer(slog.New(slog.DiscardHandler), store, api.NewPositions(), nil, api.Config{Env: events.EnvLive, ShareBase: shareBase})
-	t := &takenIn{}
+	return newAPIWith(ctx, store, 0)
+}
+
+// newAPIWith is newAPI with the body cache bounded at bodyCache bytes (0:
+// the default).
+func newAPIWith(ctx context.Context, store *readmodel.Store, bodyCache int) (http.Handler, *takenIn) {
+	srv := api.NewServer(slog.New(slog.DiscardHandler), store, api.NewPositions(), nil,
+		api.Config{Env: events.EnvLive, ShareBase: shareBase, BodyCacheBytes: bodyCache})
+	t := &takenIn{live: make(chan struct{})}
+	var once sync.Once
 	go store.FollowApplied(ctx, func(a readmodel.AppliedPos) {
 		srv.Follow(a)
-		if a.Announced {
+		switch {
+		case a.Announced:
 			t.record(a.Seq)
+		case !a.Lost:
+			once.Do(func() { close(t.live) })
 		}
 	})
 	return srv, t
@@ -71,6 +82,7 @@ func newAPI(ctx context.Context, store *readmodel.Store) (http.Handler, *takenIn
 // batch changed its render). That is when a change becomes visible through
 // the API.
 type takenIn struct {
+	live chan struct{} // closed once the API follows the announcements
 	mu   sync.Mutex
 	on   bool
 	seen []announcement
