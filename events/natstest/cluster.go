@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,15 +31,21 @@ type Cluster struct {
 	opts []*server.Options
 }
 
-// StartCluster runs a JetStream cluster of n embedded servers (n ≥ 1; 3
+// LaunchCluster runs a JetStream cluster of n embedded servers (n ≥ 1; 3
 // for R3 streams) on free loopback ports, with routes between all of them,
-// and returns once JetStream has a meta leader and every node is current.
-// The servers are shut down when the test ends.
-func StartCluster(t testing.TB, n int) *Cluster {
-	t.Helper()
+// each storing under its own directory in dir, and returns once JetStream
+// has a meta leader and every node is current. The caller stops it with
+// Close. StartCluster is LaunchCluster for a test; the benchmark uses
+// LaunchCluster. A launched cluster reports through its errors, not a
+// test: WaitReady, Restart and WaitStreamLeader are for StartCluster's.
+func LaunchCluster(n int, dir string) (*Cluster, error) {
 	ports := make([]int, 2*n) // client ports, then route ports
 	for i := range ports {
-		ports[i] = freePort(t)
+		p, err := freePort()
+		if err != nil {
+			return nil, fmt.Errorf("natstest: free port: %w", err)
+		}
+		ports[i] = p
 	}
 	routes := make([]*url.URL, n)
 	urls := make([]string, n)
@@ -46,41 +53,67 @@ func StartCluster(t testing.TB, n int) *Cluster {
 		routes[i] = &url.URL{Scheme: "nats", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[n+i]))}
 		urls[i] = "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[i]))
 	}
-	c := &Cluster{URL: strings.Join(urls, ","), Servers: make([]*server.Server, n), t: t}
+	c := &Cluster{URL: strings.Join(urls, ","), Servers: make([]*server.Server, n)}
 	for i := range n {
+		name := "n" + strconv.Itoa(i+1)
 		c.opts = append(c.opts, &server.Options{
-			ServerName: "n" + strconv.Itoa(i+1),
+			ServerName: name,
 			Host:       "127.0.0.1",
 			Port:       ports[i],
 			JetStream:  true,
-			StoreDir:   t.TempDir(),
+			StoreDir:   filepath.Join(dir, name),
 			Cluster:    server.ClusterOpts{Name: "sharesd-test", Host: "127.0.0.1", Port: ports[n+i]},
 			Routes:     routes,
 			NoLog:      true,
 			NoSigs:     true,
 		})
 	}
-	t.Cleanup(func() {
-		for i := range c.Servers {
-			c.Shutdown(i)
-		}
-	})
 	for i := range n { // start them together: each waits for the others' routes
 		s, err := server.NewServer(c.opts[i])
 		if err != nil {
-			t.Fatalf("natstest: cluster node %d: %v", i+1, err)
+			c.Close()
+			return nil, fmt.Errorf("natstest: cluster node %d: %w", i+1, err)
 		}
 		c.Servers[i] = s
 		go s.Start()
 	}
-	c.WaitReady()
+	if err := c.ready(); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// StartCluster runs a cluster with LaunchCluster in t.TempDir() and shuts
+// its servers down when the test ends.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	c, err := LaunchCluster(n, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.t = t
+	t.Cleanup(c.Close)
 	return c
+}
+
+// Close shuts every running node down and waits until they have stopped.
+func (c *Cluster) Close() {
+	for i := range c.Servers {
+		c.Shutdown(i)
+	}
 }
 
 // WaitReady waits until every running node accepts connections, JetStream
 // has a meta leader and every node is current with it.
 func (c *Cluster) WaitReady() {
 	c.t.Helper()
+	if err := c.ready(); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *Cluster) ready() error {
 	err := polltest.Poll(20*time.Second, func() error {
 		leader := false
 		for i, s := range c.Servers {
@@ -101,8 +134,9 @@ func (c *Cluster) WaitReady() {
 		return nil
 	})
 	if err != nil {
-		c.t.Fatalf("natstest: cluster: %v", err)
+		return fmt.Errorf("natstest: cluster: %w", err)
 	}
+	return nil
 }
 
 // Shutdown stops node i (from 0) and waits until it has stopped. The
@@ -178,17 +212,16 @@ func (c *Cluster) Connect(t testing.TB, opts ...jetstream.JetStreamOpt) (*nats.C
 
 // freePort returns a loopback TCP port that was free a moment ago (never
 // 4222).
-func freePort(t testing.TB) int {
-	t.Helper()
+func freePort() (int, error) {
 	for {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			t.Fatalf("natstest: free port: %v", err)
+			return 0, err
 		}
 		port := ln.Addr().(*net.TCPAddr).Port
 		_ = ln.Close()
 		if port != 4222 {
-			return port
+			return port, nil
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,31 +47,56 @@ func clusterArgs(busPort int) []string {
 	}
 }
 
-// StartCluster runs six redis-server processes with --cluster-enabled,
-// joins them with `redis-cli --cluster create … --cluster-replicas 1` and
-// returns once every node answers cluster_state:ok with all 16384 slots
-// covered and every replica is in sync with its master. The nodes are
-// killed when the test ends.
-func StartCluster(t testing.TB) *Cluster {
-	t.Helper()
+// LaunchCluster runs six redis-server processes with --cluster-enabled,
+// each with its files under its own directory in dir, joins them with
+// `redis-cli --cluster create … --cluster-replicas 1` and returns once every
+// node answers cluster_state:ok with all 16384 slots covered and every
+// replica is in sync with its master. The caller kills the nodes with Stop.
+// StartCluster is LaunchCluster for a test; the benchmark uses
+// LaunchCluster. A launched cluster reports through its errors, not a
+// test: the methods that take no testing.TB are for StartCluster's.
+func LaunchCluster(dir string) (*Cluster, error) {
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
-		t.Fatalf("redistest: %v", ErrNoCLI)
+		return nil, ErrNoCLI
 	}
-	c := &Cluster{t: t}
+	c := &Cluster{}
 	addrs := make([]string, 6)
 	for i := range addrs {
-		bus, err := freePort()
+		s, err := launchNode(filepath.Join(dir, "node"+strconv.Itoa(i+1)))
 		if err != nil {
-			t.Fatalf("redistest: %v", err)
+			c.Stop()
+			return nil, err
 		}
-		s := Start(t, clusterArgs(bus)...)
 		c.Nodes, addrs[i] = append(c.Nodes, s), s.Addr
 	}
+	if err := c.create(cli, addrs); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	if err := c.waitHealthy(); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// launchNode runs one cluster node under dir on free ports.
+func launchNode(dir string) (*Server, error) {
+	bus, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	return Launch(dir, clusterArgs(bus)...)
+}
+
+// create joins the nodes at addrs into a cluster with redis-cli, then
+// records the seed URL and each node's cluster id.
+func (c *Cluster) create(cli string, addrs []string) error {
 	args := append([]string{"--cluster", "create"}, addrs...)
 	out, err := exec.Command(cli, append(args, "--cluster-replicas", "1", "--cluster-yes")...).CombinedOutput()
 	if err != nil {
-		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+		return fmt.Errorf("redistest: redis-cli --cluster create: %w\n%s", err, out)
 	}
 	c.URL = "redis://" + addrs[0] + "?addr=" + strings.Join(addrs[1:], "&addr=")
 	for _, s := range c.Nodes {
@@ -78,12 +104,38 @@ func StartCluster(t testing.TB) *Cluster {
 			return r.ClusterMyID(ctx).Result()
 		})
 		if err != nil {
-			t.Fatalf("redistest: cluster myid of %s: %v", s.Addr, err)
+			return fmt.Errorf("redistest: cluster myid of %s: %w", s.Addr, err)
 		}
 		c.ids = append(c.ids, id)
 	}
-	c.WaitHealthy()
+	return nil
+}
+
+// StartCluster runs a cluster with LaunchCluster in t.TempDir() and kills
+// its nodes when the test ends, showing their output if the test failed.
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	c, err := LaunchCluster(t.TempDir())
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	c.t = t
+	t.Cleanup(func() {
+		c.Stop()
+		if t.Failed() {
+			for _, s := range c.Nodes {
+				t.Logf("redistest: redis-server on %s output:\n%s", s.Addr, s.out)
+			}
+		}
+	})
 	return c
+}
+
+// Stop kills every node and waits for them to exit.
+func (c *Cluster) Stop() {
+	for _, s := range c.Nodes {
+		s.Stop()
+	}
 }
 
 // Client returns a cluster client seeded with every node, closed when the
@@ -104,6 +156,12 @@ func (c *Cluster) Client(t testing.TB) *redis.ClusterClient {
 // replica's link to its master is up (so WAIT can be answered).
 func (c *Cluster) WaitHealthy() {
 	c.t.Helper()
+	if err := c.waitHealthy(); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *Cluster) waitHealthy() error {
 	err := polltest.Poll(30*time.Second, func() error {
 		for i := range c.Nodes {
 			if !c.up(i) {
@@ -116,8 +174,9 @@ func (c *Cluster) WaitHealthy() {
 		return nil
 	})
 	if err != nil {
-		c.t.Fatalf("redistest: cluster: %v", err)
+		return fmt.Errorf("redistest: cluster: %w", err)
 	}
+	return nil
 }
 
 func (c *Cluster) healthy(i int) error {
