@@ -157,12 +157,12 @@ func memoryRows(t table, cfg config, r results) {
 	views := float64(countOf(r, "views"))
 	d, n := r.apply.memory, r.applyNoDedupe.memory
 	perShare := float64(n["shares"]+n["revocations"]+n["views"]) / shares
-	t.row("memory", "per render (render.created; hash + its seen set)", bytesf(float64(n["renders"])/renders), "", "", "", "")
-	t.row("memory", "per share once the dedupe horizon has passed (record, list entry, click counter, revocation)", bytesf(perShare), "", "", "≤ 300 B "+verdict(perShare <= 300), "")
+	t.row("memory", "per render (render.created; hash + its dedupe table)", bytesf(float64(n["renders"])/renders), "", "", "", "")
+	t.row("memory", "per share once the dedupe horizon has passed (record with its click counter, revocation)", bytesf(perShare), "", "", "≤ 250 B "+verdict(perShare <= 250), "")
 	t.row("memory", "per share within the horizon (plus its event's dedupe digest)", bytesf(float64(d["shares"]+d["revocations"]+n["views"])/shares), "", "", "", "")
-	t.row("memory", "per view once the horizon has passed (click counters only, bounded by shares)", bytesf(float64(n["views"])/views), "", "", "", "")
+	t.row("memory", "per view once the horizon has passed (a counter in its share's record, bounded by shares)", bytesf(float64(n["views"])/views), "", "", "", "")
 	perDigest := float64(d["views"]-n["views"]) / views
-	t.row("memory", "per view within the horizon: its dedupe digest in the render's seen set", bytesf(perDigest), "", "", "", "")
+	t.row("memory", "per view within the horizon: its dedupe digest in the render's dedupe table", bytesf(perDigest), "", "", "≤ 63 B "+verdict(perDigest <= 63), "")
 	t.row("memory", fmt.Sprintf("dedupe horizon 24h at %s ev/s (digests held)", num(cfg.Rate)), gb(perDigest*cfg.Rate*86400), "", "", "bounded by rate × horizon", "")
 	t.row("memory", "used_memory after the catch-up, per event projected", bytesf(float64(r.projectedMemory)/float64(r.events)),
 		"", "", "", fmt.Sprintf("total %s", gb(float64(r.projectedMemory))))

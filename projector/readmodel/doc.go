@@ -13,27 +13,43 @@
 //	                               share.created applied), deleted ("1"),
 //	                               reg (sequence of the event that registered
 //	                               it, kept only when other projects' events
-//	                               were held for it)
-//	sharesd:G:{R}:shares   zset    shareId scored by createdAt in ms; a reverse
-//	                               range gives newest first, ties by id descending
-//	sharesd:G:{R}:recs     hash    shareId -> share record (compact binary, see
-//	                               record.go)
-//	sharesd:G:{R}:clicks   hash    shareId -> number of share.viewed (kept even
-//	                               before the share exists)
+//	                               were held for it), lay (layout: "0", or the
+//	                               stream time at which a render of the earlier
+//	                               layout was converted, see below)
+//	sharesd:G:{R}:recs     hash    shareId -> share record with its view count
+//	                               (compact binary, see record.go); List
+//	                               sorts them newest first, ties by id
+//	                               descending
+//	sharesd:G:{R}:clicks   hash    shareId -> views of a share not created yet
+//	                               (they move into its record when it is)
 //	sharesd:G:{R}:revoked  hash    shareId -> first revocation (revokedAt, reason)
-//	sharesd:G:{R}:seen     zset    16-byte SHA-256 prefix of each event id, scored
-//	                               by its stream time in ms; entries older than the
-//	                               dedupe horizon are trimmed on every write, and
-//	                               the key expires horizon + 1h after its last
-//	                               write (the only read-model keys with a TTL)
+//	sharesd:G:{R}:dedupe   hash    the render's dedupe table: 16-byte entries
+//	                               (10 bytes of the event id's SHA-256, stream
+//	                               time in ms) packed into shards "0".."n-1"
+//	                               addressed by linear hashing ("n" fields when
+//	                               n > 1); entries older than the horizon are
+//	                               trimmed from the shards each write touches,
+//	                               and the key expires horizon + 1h after its
+//	                               last write (with the project seen sets, the
+//	                               only read-model keys with a TTL)
 //	sharesd:G:{R}:pending  hash    what each project sent before the render was
 //	                               registered (see applyRender): "P|q|<seq>",
 //	                               "P|s|<digest>", "P|c|<shareId>", "P|r|<shareId>",
 //	                               "P|d|"; after registration only the other
 //	                               projects' "q" fields stay (for a redelivered
 //	                               registration to dead-letter them again)
+//
+// A render written by an earlier version also has, until its next write
+// converts it, sharesd:G:{R}:shares (zset: shareId by createdAt) and
+// version 1 records whose views are counted in clicks; and, until the
+// horizon has passed over them, sharesd:G:{R}:seen (zset: 16-byte digests
+// by stream time), which the scripts still consult. The reads understand
+// both layouts.
+//
 //	sharesd:G:{p:P}:project hash   base (share base URL), seq, ver
-//	sharesd:G:{p:P}:seen   zset    as above, for project events
+//	sharesd:G:{p:P}:seen   zset    16-byte SHA-256 prefix of each project event
+//	                               id by stream time, trimmed and expiring like
+//	                               a render's dedupe table
 //	sharesd:G:{keys}:byhash hash   SHA-256 of an API key -> "revoked:env:project:keyId";
 //	                               a hash belongs for good to the first key id
 //	                               that registered it

@@ -41,21 +41,25 @@ func streamField(gen string) string { return "stream:" + gen }
 // renderKeys are the keys of one render in generation gen, in the order the
 // render scripts take them. Every one carries the hash tag {renderID}, so a
 // single Lua script can update them atomically, on Redis Cluster too.
-type renderKeys [7]string
+// kShares and kOldSeen belong to the earlier layout (see doc.go): the scripts
+// still read or drop them in a render written before it.
+type renderKeys [8]string
 
 const (
-	kRender  = iota // hash: project, seq, ver, listed, deleted
-	kShares         // sorted set: shareId scored by createdAt (ms)
-	kRecs           // hash: shareId -> encoded share record
-	kClicks         // hash: shareId -> view count
+	kRender  = iota // hash: project, seq, ver, listed, deleted, lay
+	kShares         // earlier layout: sorted set of shareIds by createdAt
+	kRecs           // hash: shareId -> share record with its view count
+	kClicks         // hash: shareId -> views not yet in a record
 	kRevoked        // hash: shareId -> encoded revocation
-	kSeen           // sorted set: event-id digest scored by stream time (ms)
+	kSeen           // hash: the render's dedupe table (see applyRender)
 	kPending        // hash: what each project sent before the render was registered
+	kOldSeen        // earlier layout: sorted set of event-id digests by stream time
 )
 
 func renderKeysOf(gen, renderID string) renderKeys {
 	base := prefix + gen + ":{" + renderID + "}:"
-	return renderKeys{base + "render", base + "shares", base + "recs", base + "clicks", base + "revoked", base + "seen", base + "pending"}
+	return renderKeys{base + "render", base + "shares", base + "recs", base + "clicks", base + "revoked",
+		base + "dedupe", base + "pending", base + "seen"}
 }
 
 func (k renderKeys) slice() []string { return k[:] }

@@ -51,7 +51,7 @@ func TestKeysShareHashTags(t *testing.T) {
 	}
 
 	t.Run("the render keys are distinct and in the scripts' order", func(t *testing.T) {
-		names := []string{"render", "shares", "recs", "clicks", "revoked", "seen", "pending"}
+		names := []string{"render", "shares", "recs", "clicks", "revoked", "dedupe", "pending", "seen"}
 		for i, k := range render.slice() {
 			if !strings.HasSuffix(k, ":"+names[i]) {
 				t.Errorf("KEYS[%d] = %s, want …:%s", i+1, k, names[i])

@@ -1,10 +1,13 @@
 package readmodel
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -105,8 +108,41 @@ func listOf(res any, proj []any) (*List, bool) {
 		return l, false
 	}
 	packed, _ := parts[replyPacked].(string)
-	l.packed = []byte(packed)
+	l.packed = newestFirst([]byte(packed))
 	return l, true
+}
+
+// newestFirst orders the shares of a packed list (see readRender, which
+// returns them in hash order) newest createdAt first, ties by id
+// descending, as the contract lists them. A list that does not parse is
+// returned as it is, for Shares to report. It allocates twice whatever the
+// list's length.
+func newestFirst(packed []byte) []byte {
+	type span struct {
+		created  int64
+		id, body []byte
+	}
+	spans := make([]span, 0, (&List{packed: packed}).Len())
+	for b := packed; len(b) > 0; {
+		id, rec, rest, ok := splitShare(b)
+		created, okc := createdAt(rec)
+		if !ok || !okc {
+			return packed
+		}
+		spans = append(spans, span{created, id, b[:len(b)-len(rest)]})
+		b = rest
+	}
+	slices.SortFunc(spans, func(a, b span) int {
+		if c := cmp.Compare(b.created, a.created); c != 0 {
+			return c
+		}
+		return bytes.Compare(b.id, a.id)
+	})
+	out := make([]byte, 0, len(packed))
+	for _, s := range spans {
+		out = append(out, s.body...)
+	}
+	return out
 }
 
 // The elements of readRender's reply: {project, seq, ver[, packed]}.
@@ -116,8 +152,8 @@ const (
 	replyPacked = 3
 )
 
-// read is the keys readRender takes: render, shares, recs, clicks, revoked.
-func (k renderKeys) read() []string { return k[kRender : kRevoked+1] }
+// read is the keys readRender takes: render, recs, clicks, revoked.
+func (k renderKeys) read() []string { return []string{k[kRender], k[kRecs], k[kClicks], k[kRevoked]} }
 
 func uintOf(v any) uint64 {
 	s, _ := v.(string)
@@ -198,21 +234,34 @@ func nextShare(b []byte) (Share, []byte, error) {
 	return s, b, err
 }
 
+// splitShare splits the first share off a packed list without decoding it:
+// its id and record, and what follows it.
+func splitShare(b []byte) (id, rec, rest []byte, ok bool) {
+	if id, b, ok = netstring(b); !ok {
+		return nil, nil, b, false
+	}
+	if rec, b, ok = netstring(b); !ok {
+		return nil, nil, b, false
+	}
+	if _, b, ok = netstring(b); !ok {
+		return nil, nil, b, false
+	}
+	if len(b) > 0 && b[0] == '-' {
+		return id, rec, b[1:], true
+	}
+	_, b, ok = netstring(b)
+	return id, rec, b, ok
+}
+
 // Len is the number of shares in the list.
 func (l *List) Len() int {
 	n := 0
 	for b := l.packed; len(b) > 0; n++ {
-		var ok bool
-		for range 3 {
-			if _, b, ok = netstring(b); !ok {
-				return n
-			}
-		}
-		if len(b) > 0 && b[0] == '-' {
-			b = b[1:]
-		} else if _, b, ok = netstring(b); !ok {
+		_, _, rest, ok := splitShare(b)
+		if !ok {
 			return n
 		}
+		b = rest
 	}
 	return n
 }

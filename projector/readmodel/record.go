@@ -8,9 +8,10 @@ import (
 )
 
 // A share record is stored compactly, not as JSON: field names would cost
-// more memory than the values. Layout (version 1):
+// more memory than the values. Layout (version 2):
 //
-//	byte    version (1)
+//	byte    version (2)
+//	6 bytes views (big-endian): the share's share.viewed count
 //	byte    channel (0 link, 1 email)
 //	varint  createdAt (ms since the epoch)
 //	opt     expiresAt: byte 0 (null) or 1 followed by a varint
@@ -18,15 +19,22 @@ import (
 //	opt     message: byte 0 or 1 followed by a string
 //	string  shareToken
 //
-// where a string is a uvarint length followed by its bytes. A revocation is
-// a varint revokedAt (ms) followed by an opt reason.
-const recordVersion = 1
+// where a string is a uvarint length followed by its bytes. Version 1, the
+// earlier layout's, is the same without the views (they were counted apart,
+// in the render's clicks hash); both are read. A revocation is a varint
+// revokedAt (ms) followed by an opt reason.
+const (
+	recordVersion = 2
+	recordV1      = 1
+	viewsLen      = 6
+)
 
 var errCorrupt = errors.New("readmodel: corrupt share record")
 
+// encodeShare is a share's record with no views yet.
 func encodeShare(s *events.ShareCreated) []byte {
 	b := make([]byte, 0, 64+len(s.ShareToken))
-	b = append(b, recordVersion, channelByte(s.Channel))
+	b = append(b, recordVersion, 0, 0, 0, 0, 0, 0, channelByte(s.Channel))
 	b = binary.AppendVarint(b, events.Millis(s.CreatedAt))
 	if s.ExpiresAt == nil {
 		b = append(b, 0)
@@ -115,11 +123,19 @@ func (d *decoder) optString() NullString {
 }
 
 // decodeShare reads a share of a list from its id, encoded record, encoded
-// revocation (nil when none) and click count. Its byte slices point into
-// id, rec and rev.
+// revocation (nil when none) and the views counted apart from the record
+// (the clicks hash). Its byte slices point into id, rec and rev.
 func decodeShare(id, rec, rev []byte, clicks int64) (Share, error) {
 	d := decoder{b: rec}
-	if d.byte() != recordVersion {
+	switch d.byte() {
+	case recordVersion:
+		if len(d.b) < viewsLen {
+			return Share{}, errCorrupt
+		}
+		clicks += int64(uint64(d.b[0])<<40 | uint64(d.b[1])<<32 | uint64(binary.BigEndian.Uint32(d.b[2:6])))
+		d.b = d.b[viewsLen:]
+	case recordV1:
+	default:
 		return Share{}, errCorrupt
 	}
 	s := Share{ID: id, Channel: "link", ClickCount: clicks}
@@ -145,4 +161,19 @@ func decodeShare(id, rec, rev []byte, clicks int64) (Share, error) {
 		}
 	}
 	return s, nil
+}
+
+// createdAt reads the creation time of an encoded record of either version,
+// the list's sort key.
+func createdAt(rec []byte) (int64, bool) {
+	switch {
+	case len(rec) > 1+viewsLen+1 && rec[0] == recordVersion:
+		rec = rec[1+viewsLen+1:]
+	case len(rec) > 2 && rec[0] == recordV1:
+		rec = rec[2:]
+	default:
+		return 0, false
+	}
+	v, n := binary.Varint(rec)
+	return v, n > 0
 }

@@ -5,9 +5,9 @@ import "github.com/redis/go-redis/v9"
 // Every write script is guarded by the entity's last applied stream
 // sequence, so running one twice (a go-redis retry after a network error, a
 // redelivery after a crash, a replay) changes nothing the second time. A
-// seen set is trimmed by stream time on every write and expires an hour past
-// the horizon after its last write, so a render that goes quiet does not
-// keep its digests forever. A redelivered event of another project answers
+// dedupe table or seen set is trimmed by stream time on every write and
+// expires an hour past the horizon after its last write, so a render that
+// goes quiet does not keep its digests forever. A redelivered event of another project answers
 // StaleMismatch rather than Stale, so its dead letter is not lost when the
 // first copy never made it. Script replies are outcomes (see Outcome).
 
@@ -24,13 +24,38 @@ import "github.com/redis/go-redis/v9"
 // registration (its sequence is the render's "reg", kept only when it
 // listed some) lists them again.
 //
-//	KEYS  render, shares, recs, clicks, revoked, seen, pending (see renderKeysOf)
-//	ARGV  seq, type, projectId, event digest, stream time ms, horizon ms,
-//	      shareId, createdAt ms | revocation, record
+// A share is one field of recs: its record with its view count inside (see
+// record.go), so a view rewrites one small value. Views of a share that does
+// not exist yet wait in clicks and move into the record when it is created.
+//
+// The dedupe table (kSeen) holds 16-byte entries, the first 10 bytes of the
+// event id's digest and its stream time (ms, 6 bytes big-endian), appended
+// to shards: fields "0", "1", ... and "n" (how many, 1 when absent). The
+// digest's first 4 bytes address a shard by linear hashing, so the table
+// grows one shard split at a time and every shard stays a short string (48
+// entries at most before a split). Two event ids of one render that share
+// 80 bits of digest would be taken for one: with N events in a render's
+// horizon the chance is below N²/2^81, 8e-8 for 5,000 events/s on one
+// render over 24 h.
+// Expired entries are trimmed from the front of the shard each write
+// touches, and of the next shard on every fourth sequence, so a table whose
+// render slowed down still sheds them; the key expires an hour past the
+// horizon.
+//
+// A render written before this layout (no "lay" in its hash) is converted
+// on its next write: its shares zset is dropped (recs holds every share and
+// older records count views in clicks), and its digests stay in the old
+// seen zset, which is still read until the horizon has passed over them
+// ("lay" holds the stream time of the conversion, "0" once none is left).
+//
+//	KEYS  render, shares, recs, clicks, revoked, seen, pending, old seen
+//	      (see renderKeysOf)
+//	ARGV  seq, type, projectId, event digest (16 bytes), stream time ms,
+//	      horizon ms, shareId, createdAt ms | revocation, record
 var applyRender = redis.NewScript(`
 local seq = tonumber(ARGV[1])
 local t, project = ARGV[2], ARGV[3]
-local cur = redis.call('HMGET', KEYS[1], 'seq', 'project', 'deleted', 'listed', 'reg')
+local cur = redis.call('HMGET', KEYS[1], 'seq', 'project', 'deleted', 'listed', 'reg', 'lay')
 local function foreign(outcome)
   local out = {outcome}
   for _, f in ipairs(redis.call('HKEYS', KEYS[7])) do
@@ -40,13 +65,20 @@ local function foreign(outcome)
   if #out == 1 then return outcome end
   return out
 end
+` + dedupeLua + `
 if cur[1] and tonumber(cur[1]) >= seq then
   if cur[2] and cur[2] ~= project then return 5 end
   if cur[5] == ARGV[1] then return foreign(1) end
   return 1
 end
-redis.call('HSET', KEYS[1], 'seq', ARGV[1])
 local now, horizon = tonumber(ARGV[5]), tonumber(ARGV[6])
+if cur[6] then
+  redis.call('HSET', KEYS[1], 'seq', ARGV[1])
+else
+  cur[6] = '0'
+  if cur[1] then cur[6] = ARGV[5]; redis.call('UNLINK', KEYS[2]) end
+  redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'lay', cur[6])
+end
 local registers = t == 'share.created' or t == 'render.created'
 if cur[2] and cur[2] ~= project then return 3 end
 if not cur[2] and not registers then
@@ -64,17 +96,21 @@ if not cur[2] and not registers then
   end
   return 6
 end
+local function drop()
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[8])
+  redis.call('HSET', KEYS[1], 'deleted', '1')
+end
 local reply = 0
 if not cur[2] then
   redis.call('HSET', KEYS[1], 'project', project)
   cur[2] = project
-  local drop = {}
+  local del = {}
   local fields = redis.call('HGETALL', KEYS[7])
   for i = 1, #fields, 2 do
     local f, v = fields[i], fields[i + 1]
     local p, kind, rest = string.match(f, '^([^|]*)|(.)|(.*)$')
     if p == project then
-      drop[#drop + 1] = f
+      del[#del + 1] = f
       if kind == 'c' then
         redis.call('HINCRBY', KEYS[4], rest, tonumber(v))
       elseif kind == 'r' then
@@ -82,20 +118,17 @@ if not cur[2] then
       elseif kind == 'd' then
         cur[3] = '1'
       elseif kind == 's' and tonumber(v) >= now - horizon then
-        redis.call('ZADD', KEYS[6], 'NX', tonumber(v), rest)
+        seen(rest, tonumber(v), now - horizon)
       end
     elseif kind ~= 'q' then
-      drop[#drop + 1] = f
+      del[#del + 1] = f
     end
   end
-  for i = 1, #drop, 500 do
-    redis.call('HDEL', KEYS[7], unpack(drop, i, math.min(i + 499, #drop)))
+  for i = 1, #del, 500 do
+    redis.call('HDEL', KEYS[7], unpack(del, i, math.min(i + 499, #del)))
   end
   if redis.call('EXISTS', KEYS[6]) == 1 then redis.call('PEXPIRE', KEYS[6], horizon + 3600000) end
-  if cur[3] then
-    redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
-    redis.call('HSET', KEYS[1], 'deleted', '1')
-  end
+  if cur[3] then drop() end
   reply = foreign(0)
   if type(reply) == 'table' then redis.call('HSET', KEYS[1], 'reg', ARGV[1]) end
 end
@@ -103,36 +136,135 @@ if cur[3] then
   if type(reply) == 'table' then reply[1] = 4 return reply end
   return 4
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', '(' .. (now - horizon))
-if redis.call('ZADD', KEYS[6], 'NX', now, ARGV[4]) == 0 then
+if seenBefore(ARGV[4], now, horizon) then
   if type(reply) == 'table' then reply[1] = 2 return reply end
   return 2
 end
 redis.call('PEXPIRE', KEYS[6], horizon + 3600000)
 local changed = false
 if t == 'share.viewed' then
-  redis.call('HINCRBY', KEYS[4], ARGV[7], 1)
-  changed = redis.call('ZSCORE', KEYS[2], ARGV[7]) ~= false
+  local v = redis.call('HGET', KEYS[3], ARGV[7])
+  if v then
+    redis.call('HSET', KEYS[3], ARGV[7], withViews(v, 1))
+    changed = true
+  else
+    redis.call('HINCRBY', KEYS[4], ARGV[7], 1)
+  end
 elseif t == 'share.created' then
-  if redis.call('ZADD', KEYS[2], 'NX', ARGV[8], ARGV[7]) == 1 then
-    redis.call('HSET', KEYS[3], ARGV[7], ARGV[9])
+  if redis.call('HEXISTS', KEYS[3], ARGV[7]) == 0 then
+    redis.call('HSET', KEYS[3], ARGV[7], withViews(ARGV[9], 0))
     changed = true
   end
   if not cur[4] then redis.call('HSET', KEYS[1], 'listed', '1'); changed = true end
 elseif t == 'share.revoked' then
   if redis.call('HSETNX', KEYS[5], ARGV[7], ARGV[8]) == 1 then
-    changed = redis.call('ZSCORE', KEYS[2], ARGV[7]) ~= false
+    changed = redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1
   end
 elseif t == 'render.created' then
   if not cur[4] then redis.call('HSET', KEYS[1], 'listed', '1'); changed = true end
 elseif t == 'render.deleted' then
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
-  redis.call('HSET', KEYS[1], 'deleted', '1')
+  drop()
   changed = true
 end
 if changed then redis.call('HSET', KEYS[1], 'ver', ARGV[1]) end
 return reply
 `)
+
+// dedupeLua is the part of applyRender that reads and writes the dedupe
+// table and the share records' view counts (see applyRender).
+//
+// seen(d, at, oldest) reports whether digest d is in the table at a time
+// no earlier than oldest; if not, it records d at time at. seenBefore(d,
+// now, horizon) is seen(d, now, now - horizon) that also looks in the old
+// seen zset of a converted render. withViews(v, n) is record v (either
+// version) with n more views; a new record (n = 0) or a version 1 record
+// also takes in the views clicks held for it, unless the sum is negative,
+// which only AddViews can make (then clicks keeps them). Views AddViews
+// gave a share that has a record stay in clicks: the list adds them.
+const dedupeLua = `
+local D, E, SPLIT = 10, 16, 48
+local function shardOf(h, n)
+  local lvl = 1
+  while lvl * 2 <= n do lvl = lvl * 2 end
+  local i = h % (lvl * 2)
+  if i >= n then i = h % lvl end
+  return i, lvl
+end
+local function trim(s, oldest)
+  local p = 1
+  while p < #s and struct.unpack('>I6', s, p + D) < oldest do p = p + E end
+  if p == 1 then return s end
+  return string.sub(s, p)
+end
+local function put(i, s)
+  if s == '' then redis.call('HDEL', KEYS[6], i) else redis.call('HSET', KEYS[6], i, s) end
+end
+local function split(n, lvl, oldest)
+  local x = n - lvl
+  local a, b = {}, {}
+  local s = trim(redis.call('HGET', KEYS[6], x) or '', oldest)
+  for p = 1, #s, E do
+    local e = string.sub(s, p, p + E - 1)
+    if math.floor(struct.unpack('>I4', e) / lvl) % 2 == 1 then b[#b + 1] = e else a[#a + 1] = e end
+  end
+  put(x, table.concat(a))
+  put(n, table.concat(b))
+  redis.call('HSET', KEYS[6], 'n', n + 1)
+end
+local function seen(d, at, oldest)
+  local n = tonumber(redis.call('HGET', KEYS[6], 'n') or '1')
+  local key = string.sub(d, 1, D)
+  local i, lvl = shardOf(struct.unpack('>I4', d), n)
+  local s = redis.call('HGET', KEYS[6], i) or ''
+  local p = string.find(s, key, 1, true)
+  while p and (p - 1) % E ~= 0 do p = string.find(s, key, p + 1, true) end
+  if p then
+    if struct.unpack('>I6', s, p + D) >= oldest then return true end
+    s = string.sub(s, 1, p - 1) .. string.sub(s, p + E)
+  end
+  s = trim(s, oldest) .. key .. struct.pack('>I6', at)
+  put(i, s)
+  if n > 1 and seq % 4 == 0 then
+    local j = (i + 1) % n
+    local o = redis.call('HGET', KEYS[6], j)
+    if o then
+      local kept = trim(o, oldest)
+      if #kept < #o then put(j, kept) end
+    end
+  end
+  if #s > SPLIT * E then split(n, lvl, oldest) end
+  return false
+end
+local function seenBefore(d, now, horizon)
+  local lay = tonumber(cur[6])
+  if lay > 0 then
+    if now - horizon > lay then
+      redis.call('HSET', KEYS[1], 'lay', '0')
+      redis.call('UNLINK', KEYS[8])
+    else
+      local at = redis.call('ZSCORE', KEYS[8], d)
+      if at and tonumber(at) >= now - horizon then return true end
+    end
+  end
+  return seen(d, now, now - horizon)
+end
+local function withViews(v, n)
+  local early = nil
+  if string.byte(v, 1) ~= 2 then
+    v = '\2' .. struct.pack('>I6', 0) .. string.sub(v, 2)
+    early = redis.call('HGET', KEYS[4], ARGV[7])
+  elseif n == 0 then
+    early = redis.call('HGET', KEYS[4], ARGV[7])
+  end
+  local total = struct.unpack('>I6', v, 2) + n + tonumber(early or '0')
+  if total < 0 then
+    redis.call('HINCRBY', KEYS[4], ARGV[7], n)
+    return v
+  end
+  if early then redis.call('HDEL', KEYS[4], ARGV[7]) end
+  return '\2' .. struct.pack('>I6', total) .. string.sub(v, 8)
+end
+`
 
 // applyProject applies project.updated.
 //
@@ -193,31 +325,31 @@ return 0
 
 // readRender reads one render's list in one step. It returns nil when the
 // render is not listed in project, {project, seq, ver} when ver equals the
-// caller's (or the caller has "*"), else {project, seq, ver, packed} where packed holds, per share
-// newest first, netstrings of id, record, revocation ("-" when none) and
-// click count.
+// caller's (or the caller has "*"), else {project, seq, ver, packed} where
+// packed holds, per share in no particular order (the reader sorts them),
+// netstrings of id, record, the views clicks holds for it ("0" when none)
+// and its revocation ("-" when none). It reads renders of either layout.
 //
-//	KEYS  render, shares, recs, clicks, revoked
+//	KEYS  render, recs, clicks, revoked
 //	ARGV  projectId, ver the caller has ("" for none, "*" for any)
 var readRender = redis.NewScript(`
 local r = redis.call('HMGET', KEYS[1], 'project', 'seq', 'ver', 'listed', 'deleted')
 if not r[4] or r[5] or r[1] ~= ARGV[1] then return false end
 local ver = r[3] or '0'
 if ver == ARGV[2] or ARGV[2] == '*' then return {r[1], r[2], ver} end
-local ids = redis.call('ZREVRANGE', KEYS[2], 0, -1)
+local recs = redis.call('HGETALL', KEYS[2])
+local function byID(key)
+  local m, kv = {}, redis.call('HGETALL', key)
+  for i = 1, #kv, 2 do m[kv[i]] = kv[i + 1] end
+  return m
+end
+local clicks, revs = byID(KEYS[3]), byID(KEYS[4])
 local out = {}
-local n = #ids
-for i = 1, n, 500 do
-  local chunk = {}
-  for j = i, math.min(i + 499, n) do chunk[#chunk + 1] = ids[j] end
-  local recs = redis.call('HMGET', KEYS[3], unpack(chunk))
-  local clicks = redis.call('HMGET', KEYS[4], unpack(chunk))
-  local revs = redis.call('HMGET', KEYS[5], unpack(chunk))
-  for j = 1, #chunk do
-    local id, rec, c, rv = chunk[j], recs[j] or '', clicks[j] or '0', revs[j]
-    out[#out + 1] = #id .. ':' .. id .. #rec .. ':' .. rec .. #c .. ':' .. c
-    if rv then out[#out + 1] = #rv .. ':' .. rv else out[#out + 1] = '-' end
-  end
+for i = 1, #recs, 2 do
+  local id, rec = recs[i], recs[i + 1]
+  local c, rv = clicks[id] or '0', revs[id]
+  out[#out + 1] = #id .. ':' .. id .. #rec .. ':' .. rec .. #c .. ':' .. c
+  if rv then out[#out + 1] = #rv .. ':' .. rv else out[#out + 1] = '-' end
 end
 return {r[1], r[2], ver, table.concat(out)}
 `)
