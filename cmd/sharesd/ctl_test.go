@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/craftkit/sharesd/events"
 	"github.com/craftkit/sharesd/events/eventstest"
@@ -32,6 +33,7 @@ import (
 type ctlHarness struct {
 	getenv func(string) string
 	js     jetstream.JetStream
+	rdb    *redis.Client
 	store  *readmodel.Store
 }
 
@@ -42,10 +44,12 @@ func startCtl(t *testing.T, withProjector bool) *ctlHarness {
 	ns, _, js := natstest.Start(t, projector.EnsureStreams)
 	rs := redistest.Start(t)
 	vars := map[string]string{"NATS_URL": ns.ClientURL(), "REDIS_URL": rs.URL, "LOG_LEVEL": "error"}
+	rdb := rs.Client(t)
 	h := &ctlHarness{
 		getenv: func(k string) string { return vars[k] },
 		js:     js,
-		store:  testStore(rs.Client(t), time.Hour),
+		rdb:    rdb,
+		store:  testStore(rdb, time.Hour),
 	}
 	if withProjector {
 		ctx, cancel := context.WithCancel(context.Background())

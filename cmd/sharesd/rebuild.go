@@ -28,8 +28,13 @@ func runRebuild(ctx context.Context, env *environment, args []string) error {
 	fs, errs := newFlagSet("rebuild", env, &cfg, "nats", "redis", "projector")
 	render := fs.String("render", "", "rebuild only this render (its id), swapping its keys atomically")
 	fresh := fs.Bool("fresh", false, "start over instead of resuming an interrupted rebuild")
+	repartition := fs.Bool("repartition", false,
+		"rebuild for -partitions / PARTITIONS when the deployment uses another number (every projector stopped first), then record it")
 	if err := parse(fs, errs, &cfg, args); err != nil {
 		return err
+	}
+	if *repartition && *render != "" {
+		return errors.New("-repartition rebuilds the whole read model: it does not go with -render")
 	}
 	if *render != "" && !events.IsUUID(*render) {
 		return fmt.Errorf("-render: got %q, want a render id (a UUID)", *render)
@@ -40,6 +45,9 @@ func runRebuild(ctx context.Context, env *environment, args []string) error {
 		return err
 	}
 	defer c.Close()
+	if err := checkPartitions(ctx, c.store, *repartition); err != nil {
+		return err
+	}
 	proj := newProjector(c, cfg, logger)
 
 	show := newProgress(env.stderr, logger)
@@ -52,8 +60,11 @@ func runRebuild(ctx context.Context, env *environment, args []string) error {
 		fmt.Fprintf(env.stdout, "render %s rebuilt and swapped in (%s)\n", *render, time.Since(start).Round(time.Millisecond))
 		return nil
 	}
-	gen, err := proj.Rebuild(ctx, *fresh, show.report)
+	gen, err := proj.Rebuild(ctx, *fresh || *repartition, show.report)
 	show.finish()
+	if err == nil && *repartition {
+		err = c.store.RecordPartitions(ctx)
+	}
 	switch {
 	case errors.Is(err, context.Canceled) || ctx.Err() != nil:
 		return fmt.Errorf("rebuild of generation %s interrupted; its position is saved: run `sharesd rebuild` again to resume", gen)
@@ -61,6 +72,31 @@ func runRebuild(ctx context.Context, env *environment, args []string) error {
 		return fmt.Errorf("rebuild: %w", err)
 	}
 	fmt.Fprintf(env.stdout, "generation %s rebuilt and active (%s)\n", gen, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// checkPartitions refuses a rebuild with another number of partitions than
+// the deployment's, unless it re-partitions; a re-partitioning needs every
+// projector stopped, so that none applies the old partitions meanwhile.
+func checkPartitions(ctx context.Context, store *readmodel.Store, repartition bool) error {
+	recorded, err := store.RecordedPartitions(ctx)
+	if err != nil {
+		return fmt.Errorf("-redis-url / REDIS_URL: %w", err)
+	}
+	switch {
+	case !repartition && recorded != 0 && recorded != store.Partitions():
+		return fmt.Errorf("-partitions / PARTITIONS: the deployment uses %d partitions, this command was given %d; "+
+			"give it %d, or re-partition with -repartition (README, \"Re-partitioning\")", recorded, store.Partitions(), recorded)
+	case !repartition:
+		return nil
+	}
+	held, err := store.LeasesHeld(ctx)
+	if err != nil {
+		return fmt.Errorf("-redis-url / REDIS_URL: %w", err)
+	}
+	if held > 0 {
+		return fmt.Errorf("-repartition: %d partitions are held by running projectors; stop every projector first (sharesd status shows the owners), then run it again", held)
+	}
 	return nil
 }
 

@@ -71,6 +71,13 @@ func (s *Store) AgreePartitions(ctx context.Context) error {
 	return nil
 }
 
+// RecordPartitions records the store's number of partitions as the
+// deployment's, whatever was recorded before: the last step of a
+// re-partitioning (see `sharesd rebuild -repartition`).
+func (s *Store) RecordPartitions(ctx context.Context) error {
+	return s.rdb.HSet(ctx, ctlKey(), fieldPartitions, s.Partitions()).Err()
+}
+
 // RecordedPartitions is the deployment's number of partitions as Redis
 // records it (0 when none is).
 func (s *Store) RecordedPartitions(ctx context.Context) (int, error) {
@@ -139,16 +146,26 @@ func (s *Store) LeaseOwners(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
-// LeasesHeld counts the partitions whose lease some projector holds.
+// LeasesHeld counts the partitions whose lease some projector holds, of
+// the store's number of partitions or the deployment's if that is more
+// (during a re-partitioning, the old partitions count too).
 func (s *Store) LeasesHeld(ctx context.Context) (int, error) {
-	owners, err := s.LeaseOwners(ctx)
-	n := 0
-	for _, o := range owners {
-		if o != "" {
-			n++
+	n, err := s.RecordedPartitions(ctx)
+	if err != nil {
+		return 0, err
+	}
+	keys := make([]string, max(n, s.Partitions()))
+	for p := range keys {
+		keys[p] = partLeaseKey(p)
+	}
+	vals, err := s.rdb.MGet(ctx, keys...).Result()
+	held := 0
+	for _, v := range vals {
+		if v != nil {
+			held++
 		}
 	}
-	return n, err
+	return held, err
 }
 
 func (s *Store) leaseKeys() []string {
