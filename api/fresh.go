@@ -2,6 +2,7 @@ package api
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/craftkit/sharesd/projector/readmodel"
 )
@@ -24,6 +25,11 @@ import (
 // Slots are shared by ids whose ChangeIDs agree in their low bits: a change
 // to one makes the others' stamps old too, which costs a Redis round trip,
 // never a wrong answer. The counters are a fixed 128 KiB.
+//
+// A stamp also grows old after maxStampAge, whatever was announced: a
+// change made without an announcement (a writer that does not announce, a
+// switch announcement that failed to publish) is then seen within that
+// time, at the cost of one Redis round trip per kept render and period.
 type freshness struct {
 	state atomic.Uint64 // epoch<<1 | 1 while live
 	slots [freshSlots]atomic.Uint64
@@ -31,8 +37,12 @@ type freshness struct {
 
 const freshSlots = 1 << 14
 
+// maxStampAge is how long a read is trusted on the announcements alone.
+const maxStampAge = 2 * time.Second
+
 // stamp is the state of freshness a read began at (see freshness).
 type stamp struct {
+	at                   time.Time // when it was taken
 	state                uint64
 	render, project      uint32 // slots
 	renderTick, projTick uint64
@@ -44,16 +54,19 @@ type stamp struct {
 func (f *freshness) take(project, render string) (stamp, bool) {
 	s := stamp{render: readmodel.ChangeID(render) % freshSlots, project: readmodel.ChangeID(project) % freshSlots}
 	s.state = f.state.Load()
+	s.at = time.Now()
 	s.renderTick = f.slots[s.render].Load()
 	s.projTick = f.slots[s.project].Load()
 	return s, s.state&1 == 1
 }
 
 // current reports whether nothing that could change a read begun at s has
-// been announced since, and the announcements are still followed live.
+// been announced since, the announcements are still followed live, and s
+// is younger than maxStampAge.
 func (f *freshness) current(s stamp) bool {
 	return s.state&1 == 1 && f.state.Load() == s.state &&
-		f.slots[s.render].Load() == s.renderTick && f.slots[s.project].Load() == s.projTick
+		f.slots[s.render].Load() == s.renderTick && f.slots[s.project].Load() == s.projTick &&
+		time.Since(s.at) < maxStampAge
 }
 
 // follow takes in what FollowApplied reports.

@@ -55,4 +55,9 @@ func TestFreshness(t *testing.T) {
 			}
 		}
 	}
+	f.follow(readmodel.AppliedPos{Seq: 10}) // subscribed again
+	st, _ := f.take(project, render)
+	if st.at = st.at.Add(-maxStampAge); f.current(st) {
+		t.Errorf("a stamp %v old is current, want not", maxStampAge)
+	}
 }

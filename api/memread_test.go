@@ -306,3 +306,26 @@ func TestMemoryReadRaceGuard(t *testing.T) {
 	}
 	w.check(t, "the first read after the held one", get(t, f.srv, renderA, liveKey), renderA)
 }
+
+// TestMemoryReadAnnounceChanged checks that a render changed without a
+// batch's announcement (as rebuild -render swaps a render in) is seen on
+// the first request after Store.AnnounceChanged names it.
+func TestMemoryReadAnnounceChanged(t *testing.T) {
+	t.Parallel()
+	w := newModelWorld(t)
+	w.apply(eventstest.APIKeyCreated(projectA, "key_live", liveKey, "live"),
+		eventstest.RenderCreated(projectA, renderA), eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
+	f := w.follow(api.Config{})
+	warm(t, f, renderA, liveKey)
+	evs := []eventstest.Event{eventstest.ShareViewed(projectA, renderA, "s1")}
+	ops := w.ops(evs...)
+	if _, _, err := w.store.Apply(context.Background(), w.gen, ops, 0, false); err != nil { // not announced
+		t.Fatal(err)
+	}
+	w.fold(ops, evs)
+	if err := w.store.AnnounceChanged(context.Background(), renderA); err != nil {
+		t.Fatal(err)
+	}
+	f.wait(t, "the change announced", func(a readmodel.AppliedPos) bool { return len(a.Changed) == 1 })
+	w.check(t, "after AnnounceChanged", get(t, f.srv, renderA, liveKey), renderA)
+}
