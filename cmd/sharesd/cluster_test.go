@@ -20,15 +20,18 @@ import (
 	"github.com/craftkit/sharesd/projector/readmodel/redistest"
 )
 
-// TestClusterFault runs the real sharesd binary, a projector and an API,
+// TestClusterFault runs the real sharesd binary, two projectors and an API,
 // on a 3-node JetStream cluster and a Redis Cluster of 3 masters with a
 // replica each, while events are published: a Redis master is killed with
 // SIGKILL mid-stream (its replica takes over, possibly without the last
-// writes), then the node that leads the stream is shut down and brought
-// back. At the end every render equals the reference model of the stream
-// (Verify: no view lost or counted twice), the saved position is the
-// stream's head, and meanwhile the API answered only 200 or 503, never a
-// lower count than before.
+// writes), then a projector is killed with SIGKILL (the other takes its
+// partitions over once their leases expire), the node that leads the
+// stream is shut down, a third projector joins (and takes its share) and
+// the node comes back. At the end every render equals the reference model
+// of the stream (Verify: no view lost or counted twice), every partition's
+// saved position is the stream's head and the two live projectors own
+// them all, and meanwhile the API answered only 200 or 503, never a lower
+// count than before.
 func TestClusterFault(t *testing.T) {
 	faultLong(t)
 	t.Parallel()
@@ -36,11 +39,13 @@ func TestClusterFault(t *testing.T) {
 	bin, js := f.bin, f.js
 
 	child := startFaultChild(t, bin, env, "projector", "-http-addr", "127.0.0.1:0")
+	doomed := startFaultChild(t, bin, env, "projector", "-http-addr", "127.0.0.1:0")
 	waitStreams(t, js, 3) // created by the projector, as STREAM_REPLICAS says
 	nats.WaitStreamLeader(events.Stream)
 	w := newFaultWork(7, 2, 40, 3, 20_000)
 	f.publishSetup(t, w)
 	f.waitCaughtUp(t, child, 30*time.Second)
+	f.waitOwners(t, 2)
 	api := startFaultChild(t, bin, env, "api", "-http-addr", "127.0.0.1:0")
 	readers := startFaultReaders(t, api.waitAddr(t), w, w.renders[:10], 3)
 
@@ -63,6 +68,12 @@ func TestClusterFault(t *testing.T) {
 	replica := rc.KillMaster(master)
 	t.Logf("redis node %d killed, node %d took over in %v", master, replica, time.Since(start).Round(time.Millisecond))
 
+	waitPublished(len(w.msgs) * 3 / 8)
+	if err := doomed.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("a projector killed")
+
 	waitPublished(len(w.msgs) / 2)
 	leader := nats.StreamLeader(events.Stream)
 	if leader < 0 {
@@ -70,11 +81,15 @@ func TestClusterFault(t *testing.T) {
 	}
 	nats.Shutdown(leader)
 	t.Logf("nats node %d, the stream's leader, shut down", leader)
+	waitPublished(len(w.msgs) * 5 / 8)
+	joined := startFaultChild(t, bin, env, "projector", "-http-addr", "127.0.0.1:0")
 	waitPublished(len(w.msgs) * 3 / 4)
 	nats.Restart(leader)
 
 	pub.wait(t)
 	f.waitCaughtUp(t, child, 60*time.Second)
+	f.waitCaughtUp(t, joined, 60*time.Second)
+	f.waitOwners(t, 2) // the live two, the killed one's leases long expired
 	readers.stop(t)
 	polltest.WaitFor(t, 10*time.Second, func() error { // this test's client follows the failover after an error
 		for _, r := range w.renders {
@@ -85,6 +100,22 @@ func TestClusterFault(t *testing.T) {
 		return nil
 	})
 	f.checkExact(t, w)
+}
+
+// waitOwners waits until every partition has an owner and n projectors
+// own them.
+func (f *faultEnv) waitOwners(t *testing.T, n int) {
+	t.Helper()
+	polltest.WaitFor(t, 30*time.Second, func() error {
+		owners, err := f.store.LeaseOwners(context.Background())
+		if err != nil {
+			return err
+		}
+		if slices.Contains(owners, "") || len(f.leaseOwners(t)) != n {
+			return fmt.Errorf("partition owners %q, want %d projectors owning all", owners, n)
+		}
+		return nil
+	})
 }
 
 // waitStreams waits until the event and dead-letter streams exist with
