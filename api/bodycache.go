@@ -37,7 +37,8 @@ type cachedBody struct {
 	v     readmodel.Versions
 	seq   uint64 // the render's applied sequence (readmodel.List.Seq)
 	stamp stamp
-	body  []byte // immutable once stored
+	body  []byte   // immutable once stored
+	hdr   *headers // its header values, immutable
 }
 
 // bodyEntry is a kept body: data is the key followed by the body.
@@ -45,11 +46,26 @@ type bodyEntry struct {
 	v     readmodel.Versions
 	seq   uint64
 	stamp stamp
+	hdr   *headers
 	data  []byte
 	klen  int
+	hcost int // what hdr costs on the heap
 }
 
-func (e *bodyEntry) cost(c *bodyCache) int { return cap(e.data) + c.entryCost }
+func (e *bodyEntry) cost(c *bodyCache) int { return cap(e.data) + c.entryCost + e.hcost }
+
+// cost is what h costs on the heap: the struct, three one-element slices
+// and the strings.
+func (h *headers) cost() int {
+	if h == nil {
+		return 0
+	}
+	n := allocSize(int(unsafe.Sizeof(headers{}))) + 3*allocSize(int(unsafe.Sizeof("")))
+	for _, v := range [...]string{h.etag[0], h.seq[0], h.length[0]} {
+		n += allocSize(len(v))
+	}
+	return n
+}
 
 // maxCachedBody is the largest body kept (a render of many thousand shares
 // is read from Redis each time rather than crowding out the others).
@@ -79,7 +95,7 @@ func (c *bodyCache) get(key string) (cachedBody, bool) {
 	if !ok || string(e.data[:e.klen]) != key {
 		return cachedBody{}, false
 	}
-	return cachedBody{v: e.v, seq: e.seq, stamp: e.stamp, body: e.data[e.klen:len(e.data):len(e.data)]}, true
+	return cachedBody{v: e.v, seq: e.seq, stamp: e.stamp, hdr: e.hdr, body: e.data[e.klen:len(e.data):len(e.data)]}, true
 }
 
 // put keeps a copy of b.body as the rendering of key, unless the entry
@@ -87,12 +103,12 @@ func (c *bodyCache) get(key string) (cachedBody, bool) {
 // project version (a slower read finishing last never replaces a faster,
 // newer one, so what memory serves never goes back).
 func (c *bodyCache) put(key string, b cachedBody) {
-	if len(b.body) > maxCachedBody || len(key)+len(b.body)+c.entryCost > c.max {
+	if len(b.body) > maxCachedBody || len(key)+len(b.body)+c.entryCost+b.hdr.cost() > c.max {
 		return
 	}
 	// Grow's capacity is the allocator's size class, not just the length.
 	data := append(append(slices.Grow([]byte(nil), len(key)+len(b.body)), key...), b.body...)
-	c.store(key, &bodyEntry{v: b.v, seq: b.seq, stamp: b.stamp, data: data, klen: len(key)})
+	c.store(key, &bodyEntry{v: b.v, seq: b.seq, stamp: b.stamp, hdr: b.hdr, data: data, klen: len(key)})
 }
 
 // restamp records that the body kept for key at b.v was confirmed current
@@ -105,7 +121,7 @@ func (c *bodyCache) restamp(key string, b cachedBody) {
 	if !ok || e.v != b.v || string(e.data[:e.klen]) != key {
 		return
 	}
-	c.store(key, &bodyEntry{v: b.v, seq: b.seq, stamp: b.stamp, data: e.data, klen: e.klen})
+	c.store(key, &bodyEntry{v: b.v, seq: b.seq, stamp: b.stamp, hdr: b.hdr, data: e.data, klen: e.klen})
 }
 
 // newer reports whether e was read in the same epoch as n and is newer.
@@ -117,6 +133,7 @@ func (e *bodyEntry) newer(n *bodyEntry) bool {
 // store puts e in the map unless the entry there is newer, evicting at
 // random to stay within the bound.
 func (c *bodyCache) store(key string, e *bodyEntry) {
+	e.hcost = e.hdr.cost()
 	h := maphash.String(c.seed, key)
 	c.mu.Lock()
 	defer c.mu.Unlock()

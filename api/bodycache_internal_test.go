@@ -26,7 +26,9 @@ func TestBodyCacheBoundCoversHeap(t *testing.T) {
 			before := heapAlloc()
 			c := newBodyCache(bound)
 			for i, k := range keys {
-				c.put(k, cachedBody{v: readmodel.Versions{Ver: uint64(i), ProjectVer: 1}, body: body})
+				b := cachedBody{v: readmodel.Versions{Ver: uint64(i), ProjectVer: 1}, seq: uint64(i), body: body}
+				b.hdr = newHeaders(b, "abc123")
+				c.put(k, b)
 			}
 			after := heapAlloc()
 			runtime.KeepAlive(c)

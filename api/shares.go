@@ -26,7 +26,7 @@ var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }
 // asked, in one round trip, whether its versions are current, and the
 // shares are read and rendered only when they are not.
 func handleListShares(logger *slog.Logger, store Store, positions *Positions, fresh *freshness, cfg Config) http.Handler {
-	tag := configTag(cfg)
+	tag, fixed := configTag(cfg), newFixedHeaders()
 	bodies := newBodyCache(cfg.BodyCacheBytes)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
@@ -39,7 +39,7 @@ func handleListShares(logger *slog.Logger, store Store, positions *Positions, fr
 		key := project + "/" + id
 		cached, hit := bodies.get(key)
 		if hit && minSeq <= cached.seq && fresh.current(cached.stamp) {
-			answer(w, inm, tag, cached)
+			answer(w, inm, fixed, cached)
 			return
 		}
 		st, live := fresh.take(project, id)
@@ -57,10 +57,12 @@ func handleListShares(logger *slog.Logger, store Store, positions *Positions, fr
 		got := cachedBody{v: readmodel.Versions{Ver: list.Ver, ProjectVer: list.ProjectVer}, seq: list.Seq, stamp: st}
 		switch {
 		case inm.matches(got.v):
-			answer(w, inm, tag, got)
+			got.hdr = newHeaders(got, tag)
+			answer(w, inm, fixed, got)
 			return
 		case list.NotModified: // the versions asked were the cached body's
 			got.body = cached.body
+			got.hdr = newHeaders(got, tag)
 			if live {
 				bodies.restamp(key, got)
 			}
@@ -72,26 +74,51 @@ func handleListShares(logger *slog.Logger, store Store, positions *Positions, fr
 				return
 			}
 			*bp = got.body
+			got.hdr = newHeaders(got, tag)
 			if live {
 				bodies.put(key, got)
 			}
 		}
-		answer(w, inm, tag, got)
+		answer(w, inm, fixed, got)
 	})
 }
 
+// headers are the header values of one answer. A kept body's are built
+// once and shared by every response that sends it: each value slice has
+// capacity 1, so nothing can append into another response's.
+type headers struct {
+	etag, seq, length []string
+}
+
+func newHeaders(b cachedBody, tag string) *headers {
+	return &headers{etag: []string{etag(b.v, tag)}, seq: []string{strconv.FormatUint(b.seq, 10)},
+		length: []string{strconv.Itoa(len(b.body))}}
+}
+
+// fixedHeaders are the header values every list answer shares.
+type fixedHeaders struct {
+	cacheControl, vary, contentType []string
+}
+
+func newFixedHeaders() fixedHeaders {
+	return fixedHeaders{cacheControl: []string{"private, no-cache"}, vary: []string{"Authorization"},
+		contentType: []string{"application/json"}}
+}
+
 // answer sends b: 304 when the client has its versions, else its body.
-func answer(w http.ResponseWriter, inm ifNoneMatch, tag string, b cachedBody) {
+// Header keys are written in canonical form, so the values go in as they
+// are.
+func answer(w http.ResponseWriter, inm ifNoneMatch, fixed fixedHeaders, b cachedBody) {
 	h := w.Header()
-	h.Set("ETag", etag(b.v, tag))
-	h.Set("X-Projection-Seq", strconv.FormatUint(b.seq, 10))
-	h.Set("Cache-Control", "private, no-cache")
-	h.Set("Vary", "Authorization")
+	h["Etag"], h["X-Projection-Seq"] = b.hdr.etag, b.hdr.seq
+	h["Cache-Control"], h["Vary"] = fixed.cacheControl, fixed.vary
 	if inm.matches(b.v) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	writeBody(w, b.body)
+	h["Content-Type"], h["Content-Length"] = fixed.contentType, b.hdr.length
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b.body)
 }
 
 // listFailed answers 404 for readmodel.ErrNotFound, else logs err as what
@@ -104,15 +131,6 @@ func listFailed(w http.ResponseWriter, r *http.Request, logger *slog.Logger, id,
 	ctx := r.Context()
 	logger.ErrorContext(ctx, what, "request_id", requestID(ctx), "render_id", id, "err", err)
 	unavailable(w)
-}
-
-// writeBody answers 200 with a JSON body.
-func writeBody(w http.ResponseWriter, body []byte) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(body)
 }
 
 // listArgs reads the render id and ?minSeq of a list request, or answers
