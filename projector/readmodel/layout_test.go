@@ -336,3 +336,73 @@ func TestDedupeTable(t *testing.T) {
 		t.Errorf("the table holds %d digests, want %d (those within the horizon) or a little more", held, live)
 	}
 }
+
+// TestMemoryBudget: what the layout costs Redis (used_memory) stays within
+// issue 11's budget, in the costly case of a render big enough for Redis's
+// hash table encodings: a share with UUID id and token, a message and a
+// view, at most 250 B once the horizon has passed; a view's digest at most
+// 63 B while it is within the horizon. The bench measures the same on its
+// workload.
+func TestMemoryBudget(t *testing.T) {
+	t.Parallel()
+	const shares, views = 2000, 20000
+	msg := "Here is your signed agreement."
+	var perShare, perView float64
+	for _, horizon := range []time.Duration{time.Millisecond, time.Hour} {
+		f := newFixture(t, horizon)
+		s := &renderStream{rng: mrand.New(mrand.NewPCG(1, 2)), at: epoch, gap: 2 * time.Millisecond, names: []string{renderA}}
+		s.add(t, eventstest.RenderCreated(projectA, renderA))
+		f.applyOps(f.gen, s.ops...)
+		before := f.usedMemory()
+		for i := range shares {
+			id := eventstest.UUID(i)
+			s.add(t, eventstest.ShareCreated(projectA, renderA, id, "2026-06-05T10:00:00Z").With("shareToken", id).With("message", msg))
+			s.add(t, eventstest.ShareViewed(projectA, renderA, id))
+		}
+		f.applyBatches(s.ops[1:])
+		afterShares := f.usedMemory()
+		from := len(s.ops)
+		for i := range views {
+			s.add(t, eventstest.ShareViewed(projectA, renderA, eventstest.UUID(i%shares)))
+		}
+		f.applyBatches(s.ops[from:])
+		if horizon == time.Millisecond {
+			perShare = float64(afterShares-before) / shares
+		} else {
+			perView = float64(f.usedMemory()-afterShares) / views
+		}
+	}
+	t.Logf("%.0f B per share once the horizon has passed, %.0f B per view within it", perShare, perView)
+	if perShare > 250 {
+		t.Errorf("%.0f B per share, want at most 250", perShare)
+	}
+	if perView > 63 {
+		t.Errorf("%.0f B per view within the horizon, want at most 63", perView)
+	}
+}
+
+// applyBatches applies ops in batches of 512, as Applied.
+func (f *fixture) applyBatches(ops []Op) {
+	f.t.Helper()
+	for i := 0; i < len(ops); i += 512 {
+		for j, out := range f.applyOps(f.gen, ops[i:min(i+512, len(ops))]...) {
+			if out != Applied {
+				f.t.Fatalf("op %d: %v, want applied", ops[i+j].Seq, out)
+			}
+		}
+	}
+}
+
+// usedMemory is Redis's used_memory.
+func (f *fixture) usedMemory() int64 {
+	f.t.Helper()
+	info, err := f.rdb.InfoMap(context.Background(), "memory").Result()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	n, err := strconv.ParseInt(info["Memory"]["used_memory"], 10, 64)
+	if err != nil {
+		f.t.Fatalf("used_memory: %v", err)
+	}
+	return n
+}
