@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/craftkit/sharesd/events"
@@ -43,9 +44,21 @@ func genWork(c readmodel.Control) bool {
 	return c.Active == "" || c.Handover != "" && c.Handover != c.Active || c.Heal
 }
 
-// share is how many partitions token should hold, of n, among members.
-func share(token string, members []string, n int, ctl readmodel.Control) int {
-	rank := slices.Index(members, token)
+// share is how many partitions token should hold, of n, among members,
+// given how many each holds now (held, by token). The members are ranked
+// by what they hold, most first, then by token: the first n % members get
+// one more than the rest, so a holder keeps what it has when the counts
+// already fit and a projector that joins does not take a partition from
+// one that keeps its share. Generation work goes to the first in rank.
+func share(token string, members []string, held map[string]int, n int, ctl readmodel.Control) int {
+	ranked := slices.Clone(members)
+	slices.SortStableFunc(ranked, func(a, b string) int {
+		if d := held[b] - held[a]; d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	rank := slices.Index(ranked, token)
 	switch {
 	case rank < 0:
 		return 0
@@ -55,12 +68,23 @@ func share(token string, members []string, n int, ctl readmodel.Control) int {
 		}
 		return 0
 	}
-	m := len(members)
+	m := len(ranked)
 	fair := n / m
 	if rank < n%m {
 		fair++
 	}
 	return fair
+}
+
+// holdings counts the partitions each projector holds.
+func holdings(owners []string) map[string]int {
+	held := map[string]int{}
+	for _, o := range owners {
+		if o != "" {
+			held[o]++
+		}
+	}
+	return held
 }
 
 // balance renews this projector's membership and leases and gives up or
@@ -74,8 +98,11 @@ func (p *Projector) balance(ctx context.Context) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := p.store.Partitions()
-	want := share(p.token, l.Members, n, ctl)
+	owners, err := p.store.LeaseOwners(ctx)
+	if err != nil {
+		return nil, err
+	}
+	want := share(p.token, l.Members, holdings(owners), p.store.Partitions(), ctl)
 	owned := l.Owned
 	switch {
 	case len(owned) > want:
@@ -135,18 +162,13 @@ func (p *Projector) check(ctx context.Context, owned []int) error {
 	if err != nil {
 		return err
 	}
-	want := share(p.token, l.Members, p.store.Partitions(), ctl)
-	if want < len(owned) {
-		return errRebalance
+	owners, err := p.store.LeaseOwners(ctx)
+	if err != nil {
+		return err
 	}
-	if want > len(owned) {
-		owners, err := p.store.LeaseOwners(ctx)
-		if err != nil {
-			return err
-		}
-		if slices.Contains(owners, "") {
-			return errRebalance
-		}
+	want := share(p.token, l.Members, holdings(owners), p.store.Partitions(), ctl)
+	if want < len(owned) || want > len(owned) && slices.Contains(owners, "") {
+		return errRebalance
 	}
 	return nil
 }

@@ -10,23 +10,36 @@ import (
 func TestShare(t *testing.T) {
 	members := []string{"a", "b", "c"}
 	live := readmodel.Control{Active: "g1"}
-	total := 0
-	for i, m := range members {
-		got := share(m, members, 8, live)
-		if want := []int{3, 3, 2}[i]; got != want {
-			t.Errorf("share(%s) of 8 among 3 = %d, want %d", m, got, want)
+	for _, tt := range []struct {
+		held map[string]int
+		want []int
+	}{
+		{map[string]int{}, []int{3, 3, 2}},
+		{map[string]int{"c": 8}, []int{3, 2, 3}},                 // c held them all: it keeps one of the extras
+		{map[string]int{"a": 2, "b": 3, "c": 3}, []int{2, 3, 3}}, // already fair: nothing moves
+	} {
+		total := 0
+		for i, m := range members {
+			got := share(m, members, tt.held, 8, live)
+			if got != tt.want[i] {
+				t.Errorf("held %v: share(%s) of 8 among 3 = %d, want %d", tt.held, m, got, tt.want[i])
+			}
+			total += got
 		}
-		total += got
+		if total != 8 {
+			t.Errorf("held %v: shares add up to %d, want 8", tt.held, total)
+		}
 	}
-	if total != 8 {
-		t.Errorf("shares add up to %d, want 8", total)
+	if got := share("b", []string{"a", "b"}, map[string]int{"b": 1}, 1, live); got != 1 {
+		t.Errorf("one partition held by b, a joins: b's share = %d, want 1 (it keeps it)", got)
 	}
-	if got := share("x", members, 8, live); got != 0 {
+	if got := share("x", members, nil, 8, live); got != 0 {
 		t.Errorf("a non-member's share = %d, want 0", got)
 	}
 	for _, ctl := range []readmodel.Control{{}, {Active: "g1", Handover: "g2"}, {Active: "g1", Heal: true}} {
-		if a, b := share("a", members, 8, ctl), share("b", members, 8, ctl); a != 8 || b != 0 {
-			t.Errorf("generation work %+v: shares %d, %d; want every partition to the first member", ctl, a, b)
+		held := map[string]int{"b": 5}
+		if a, b := share("a", members, held, 8, ctl), share("b", members, held, 8, ctl); a != 0 || b != 8 {
+			t.Errorf("generation work %+v: shares %d, %d; want every partition to the biggest holder", ctl, a, b)
 		}
 	}
 }
