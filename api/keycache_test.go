@@ -48,10 +48,11 @@ type follower struct {
 
 // follow serves the API on its own Redis client, following the
 // announcements, and returns once its subscription is live.
-func (w *world) follow(cfg api.Config) *follower { return w.followWith(cfg, nil) }
+func (w *world) follow(cfg api.Config) *follower { return w.followWith(cfg, nil, nil) }
 
-// followWith is follow with the API's store wrapped by wrap (when not nil).
-func (w *world) followWith(cfg api.Config, wrap func(api.Store) api.Store) *follower {
+// followWith is follow with the API's store wrapped by wrap (when not nil),
+// recording in metrics (when not nil).
+func (w *world) followWith(cfg api.Config, wrap func(api.Store) api.Store, metrics *api.Metrics) *follower {
 	w.t.Helper()
 	cfg.Env, cfg.ShareBase = "live", defaultBase
 	f := &follower{store: &countingStore{Store: w.apiStore()}, reports: make(chan readmodel.AppliedPos, 1024)}
@@ -59,7 +60,7 @@ func (w *world) followWith(cfg api.Config, wrap func(api.Store) api.Store) *foll
 	if wrap != nil {
 		store = wrap(store)
 	}
-	h := api.NewServer(slog.New(slog.DiscardHandler), store, api.NewPositions(), nil, cfg)
+	h := api.NewServer(slog.New(slog.DiscardHandler), store, api.NewPositions(), metrics, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

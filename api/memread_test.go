@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/craftkit/sharesd/api"
 	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/projector/model"
@@ -125,6 +127,24 @@ func TestMemoryReadInvalidation(t *testing.T) {
 		w.check(t, s.name, r, renderA)
 		if got := f.store.lists.Load()-before == 1; got != s.redis {
 			t.Errorf("%s: read the list in Redis: %v, want %v", s.name, got, s.redis)
+		}
+	}
+}
+
+// TestMemoryReadMetrics checks that list answers are counted by source:
+// from memory, or after a Redis round trip.
+func TestMemoryReadMetrics(t *testing.T) {
+	t.Parallel()
+	w := authWorld(t)
+	m := api.NewMetrics(prometheus.NewRegistry())
+	f := w.followWith(api.Config{}, nil, m)
+	warm(t, f, renderA, liveKey) // 1 from Redis, 3 from memory
+	if r := get(t, f.srv, renderA, liveKey, "If-None-Match: *"); r.status != http.StatusNotModified {
+		t.Fatalf("If-None-Match: *: status %d, want 304", r.status)
+	}
+	for source, want := range map[string]float64{"memory": 4, "redis": 1} {
+		if got := metricValue(t, m.Lists.WithLabelValues(source)); got != want {
+			t.Errorf("sharesd_api_list_answers_total{source=%q} = %v, want %v", source, got, want)
 		}
 	}
 }
@@ -282,7 +302,7 @@ func TestMemoryReadRaceGuard(t *testing.T) {
 	w.apply(eventstest.APIKeyCreated(projectA, "key_live", liveKey, "live"),
 		eventstest.RenderCreated(projectA, renderA), eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
 	gate := &gatedStore{read: make(chan struct{}), release: make(chan struct{})}
-	f := w.followWith(api.Config{}, func(s api.Store) api.Store { gate.Store = s; return gate })
+	f := w.followWith(api.Config{}, func(s api.Store) api.Store { gate.Store = s; return gate }, nil)
 	warm(t, f, renderA, liveKey)
 	w.apply(eventstest.ShareViewed(projectA, renderA, "s1"))
 	f.waitPos(t, w.seq)

@@ -13,6 +13,10 @@ type Metrics struct {
 	Requests     *prometheus.HistogramVec // duration by route and status
 	ConnsOpen    prometheus.Gauge
 	ConnsEvicted prometheus.Counter
+	// Lists counts list answers (200 and 304) by source: "memory" (a kept
+	// body, no Redis round trip) or "redis".
+	Lists                   *prometheus.CounterVec
+	listsMemory, listsRedis prometheus.Counter
 }
 
 // NewMetrics makes the API's metrics and registers them with reg.
@@ -31,9 +35,25 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sharesd_http_connections_evicted_total",
 			Help: "Idle HTTP connections closed to make room under -max-conns.",
 		}),
+		Lists: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sharesd_api_list_answers_total",
+			Help: "List answers (200 and 304) by source: memory (a kept body confirmed by the announcements) or redis.",
+		}, []string{"source"}),
 	}
-	reg.MustRegister(m.Requests, m.ConnsOpen, m.ConnsEvicted)
+	m.listsMemory, m.listsRedis = m.Lists.WithLabelValues("memory"), m.Lists.WithLabelValues("redis")
+	reg.MustRegister(m.Requests, m.ConnsOpen, m.ConnsEvicted, m.Lists)
 	return m
+}
+
+// listed counts a list answer from memory or from Redis.
+func (m *Metrics) listed(fromMemory bool) {
+	switch {
+	case m == nil:
+	case fromMemory:
+		m.listsMemory.Inc()
+	default:
+		m.listsRedis.Inc()
+	}
 }
 
 func (m *Metrics) observe(route string, status int, d time.Duration) {

@@ -11,7 +11,7 @@ const allowed = "GET, HEAD"
 
 func addRoutes(r *mux.Router, s *server) {
 	if !s.cfg.HealthOnly {
-		r.Handle("/v1/renders/{id}/shares", s.authenticate(handleListShares(s.logger, s.store, s.positions, s.fresh, s.cfg))).
+		r.Handle("/v1/renders/{id}/shares", s.authenticate(handleListShares(s.logger, s.store, s.positions, s.fresh, s.metrics, s.cfg))).
 			Methods(http.MethodGet, http.MethodHead).Name("list_shares")
 	}
 	r.Handle("/healthz", handleHealthz()).Methods(http.MethodGet, http.MethodHead).Name("healthz")

@@ -73,6 +73,7 @@ type server struct {
 	positions *Positions
 	keys      *keyCache
 	fresh     *freshness
+	metrics   *Metrics
 	cfg       Config
 }
 
@@ -89,7 +90,7 @@ type Server struct {
 func NewServer(logger *slog.Logger, store Store, positions *Positions, metrics *Metrics, cfg Config) *Server {
 	cfg.defaults()
 	s := &server{logger: logger, store: store, positions: positions, cfg: cfg,
-		keys: newKeyCache(store, cfg.KeyCacheSize), fresh: new(freshness)}
+		keys: newKeyCache(store, cfg.KeyCacheSize), fresh: new(freshness), metrics: metrics}
 	// Paths are matched as sent: mux neither cleans them (with a 301) nor
 	// decodes %2F into a separator; onlyCleanPaths refuses the unclean.
 	r := mux.NewRouter().SkipClean(true).UseEncodedPath()

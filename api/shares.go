@@ -25,7 +25,7 @@ var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }
 // changed it (see freshness) and it satisfies minSeq; otherwise Redis is
 // asked, in one round trip, whether its versions are current, and the
 // shares are read and rendered only when they are not.
-func handleListShares(logger *slog.Logger, store Store, positions *Positions, fresh *freshness, cfg Config) http.Handler {
+func handleListShares(logger *slog.Logger, store Store, positions *Positions, fresh *freshness, metrics *Metrics, cfg Config) http.Handler {
 	tag, fixed := configTag(cfg), newFixedHeaders()
 	bodies := newBodyCache(cfg.BodyCacheBytes)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -39,6 +39,7 @@ func handleListShares(logger *slog.Logger, store Store, positions *Positions, fr
 		key := project + "/" + id
 		cached, hit := bodies.get(key)
 		if hit && minSeq <= cached.seq && fresh.current(cached.stamp) {
+			metrics.listed(true)
 			answer(w, inm, fixed, cached)
 			return
 		}
@@ -54,6 +55,7 @@ func handleListShares(logger *slog.Logger, store Store, positions *Positions, fr
 			listFailed(w, r, logger, id, "list shares", err)
 			return
 		}
+		metrics.listed(false)
 		got := cachedBody{v: readmodel.Versions{Ver: list.Ver, ProjectVer: list.ProjectVer}, seq: list.Seq, stamp: st}
 		switch {
 		case inm.matches(got.v):
