@@ -44,11 +44,12 @@ var streamEpoch = time.Date(2026, 6, 5, 9, 0, 0, 0, time.UTC)
 // world is a read model in a real redis-server, written through
 // readmodel.Store as the projector writes it, and served by the API.
 type world struct {
-	t     testing.TB
-	redis *redistest.Server
-	store *readmodel.Store // the writer's store (the projector's side)
-	gen   string
-	seq   uint64
+	t       testing.TB
+	redis   *redistest.Server
+	cluster *redistest.Cluster // instead of redis, for a Redis Cluster
+	store   *readmodel.Store   // the writer's store (the projector's side)
+	gen     string
+	seq     uint64
 }
 
 // newWorld starts a redis-server with an active, empty generation.
@@ -100,8 +101,14 @@ func (w *world) handler(positions *api.Positions, cfg api.Config) http.Handler {
 	return api.NewServer(slog.New(slog.DiscardHandler), w.apiStore(), positions, nil, cfg)
 }
 
-// apiStore is a Store on a client configured as the API's.
-func (w *world) apiStore() *readmodel.Store { return readmodel.New(w.apiClient(), 24*time.Hour) }
+// apiStore is a Store on a client configured as the API's (on a cluster,
+// the cluster's client).
+func (w *world) apiStore() *readmodel.Store {
+	if w.cluster != nil {
+		return readmodel.New(w.cluster.Client(w.t), 24*time.Hour)
+	}
+	return readmodel.New(w.apiClient(), 24*time.Hour)
+}
 
 // serve runs the API over HTTP for the test.
 func (w *world) serve(cfg api.Config) *httptest.Server {

@@ -14,6 +14,7 @@ import (
 	"github.com/craftkit/sharesd/events/eventstest"
 	"github.com/craftkit/sharesd/projector/model"
 	"github.com/craftkit/sharesd/projector/readmodel"
+	"github.com/craftkit/sharesd/projector/readmodel/redistest"
 )
 
 // modelWorld is a world whose events are also folded into the reference
@@ -348,4 +349,32 @@ func TestMemoryReadAnnounceChanged(t *testing.T) {
 	}
 	f.wait(t, "the change announced", func(a readmodel.AppliedPos) bool { return len(a.Changed) == 1 })
 	w.check(t, "after AnnounceChanged", get(t, f.srv, renderA, liveKey), renderA)
+}
+
+// TestMemoryReadCluster checks memory reads on a Redis Cluster, where
+// announcements go over sharded pub/sub once the batch is replicated: a
+// warm body is answered from memory, and a change is seen on the first
+// request after its announcement.
+func TestMemoryReadCluster(t *testing.T) {
+	t.Parallel()
+	c := redistest.StartCluster(t)
+	store := readmodel.New(c.Client(t), 24*time.Hour)
+	ctx := context.Background()
+	if err := store.LoadScripts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w := &modelWorld{world: &world{t: t, cluster: c, store: store, gen: readmodel.NewGen(time.Now())}, m: model.New(24 * time.Hour)}
+	if ok, err := store.Activate(ctx, w.gen, ""); err != nil || !ok {
+		t.Fatalf("activate: ok=%v err=%v", ok, err)
+	}
+	w.apply(eventstest.APIKeyCreated(projectA, "key_live", liveKey, "live"),
+		eventstest.RenderCreated(projectA, renderA), eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
+	f := w.follow(api.Config{})
+	for _, change := range []eventstest.Event{eventstest.ShareViewed(projectA, renderA, "s1"),
+		eventstest.ProjectUpdated(projectA, "https://share.example"), eventstest.RenderDeleted(projectA, renderA)} {
+		warm(t, f, renderA, liveKey)
+		w.apply(change)
+		f.waitPos(t, w.seq)
+		w.check(t, string(change.Type), get(t, f.srv, renderA, liveKey), renderA)
+	}
 }
