@@ -55,6 +55,14 @@
 //     hash's master only moves back, which is harmless. The guarantee is
 //     WAIT's: a replica that acknowledged is the one the cluster promotes
 //     (with one replica per master, the only candidate).
+//   - Several projectors share the stream by partition (see
+//     partitions.go): each applies only the partitions whose leases it
+//     holds and saves their positions with a script that checks those
+//     leases first, so a projector that lost one (paused past the lease)
+//     can never move a position its successor relies on. Its late writes
+//     meet the same per-render sequence guard as any redelivery. The
+//     guarantees above hold per partition: a render's events all fall in
+//     one.
 //   - A failed Redis write ends the run; the loop backs off and starts a new
 //     ordered consumer from the saved position, never from where the failed
 //     consumer had got to, so no event is skipped.
