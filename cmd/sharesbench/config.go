@@ -25,6 +25,8 @@ type config struct {
 	MemProfile   string
 	PprofAddr    string
 	Quick        bool
+	Scale        bool // run the scale phase (scale.go)
+	ScaleEvents  int  // events of the scale phase's backlog (0: the whole workload)
 }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
@@ -50,7 +52,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the whole run to this file; samples carry a phase label (go tool pprof -tagfocus phase=api ...)")
 	fs.StringVar(&c.MemProfile, "memprofile", "", "write an allocation profile to this file at the end")
 	fs.StringVar(&c.PprofAddr, "pprof", "", "serve net/http/pprof on this address (e.g. 127.0.0.1:6060) while the bench runs")
-	fs.BoolVar(&c.Quick, "quick", false, "a small run: 3 projects, 2,000 renders, 20,000 shares, 200,000 views, 2s phases (explicit flags still win)")
+	fs.BoolVar(&c.Scale, "scale", true, "run the scale phase: catch-up with 1, 2 and 4 projectors on a 3-node JetStream cluster and a Redis Cluster, and the API on both Redis set-ups")
+	fs.IntVar(&c.ScaleEvents, "scale-events", 500000, "events of the scale phase's backlog, the first of the workload (0: all of it)")
+	fs.BoolVar(&c.Quick, "quick", false, "a small run: 3 projects, 2,000 renders, 20,000 shares, 200,000 views, 2s phases, a 100,000-event scale backlog (explicit flags still win)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -72,12 +76,15 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		quick("duration", func() { c.Duration = 2 * time.Second })
 		quick("warmup", func() { c.Warmup = 500 * time.Millisecond })
 		quick("freshness", func() { c.Freshness = 4 * time.Second })
+		quick("scale-events", func() { c.ScaleEvents = 100000 })
 	}
 	switch {
 	case c.workload.Revoked < 0 || c.workload.Revoked > 1:
 		return c, fmt.Errorf("-revoked: got %v, want a fraction between 0 and 1", c.workload.Revoked)
 	case c.Rate <= 0 || c.Duration <= 0 || c.Freshness <= 0:
 		return c, errors.New("-rate, -duration and -freshness must be positive")
+	case c.ScaleEvents < 0:
+		return c, errors.New("-scale-events must be 0 (the whole workload) or more")
 	case c.Clients < 1 || c.ApplyWorkers < 1 || c.BatchSize < 1 || c.Revocations < 1:
 		return c, errors.New("-clients, -apply-workers, -batch and -revocations must be at least 1")
 	}

@@ -26,6 +26,7 @@ type bench struct {
 	w        *workload
 	lastSeq  uint64
 	res      results
+	scaleRes scaleResults // the scale phase's (scale.go)
 }
 
 // run runs every phase in order and prints the table to stdout; progress
@@ -66,6 +67,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	printReport(stdout, cfg, b.res)
+	printScale(stdout, cfg, b.scaleRes)
 	return nil
 }
 
@@ -80,6 +82,12 @@ func (b *bench) runPhases(ctx context.Context) error {
 		{"jetstream-drain", b.drain},
 		{"redis-apply", b.applyCeiling},
 		{"projection", b.projectAndServe}, // catch-up, then the HTTP phases while the projector runs live
+	}
+	if b.cfg.Scale {
+		phases = append(phases, struct {
+			name string
+			run  func(context.Context) error
+		}{"scale", b.scale})
 	}
 	start := time.Now()
 	for _, p := range phases {
