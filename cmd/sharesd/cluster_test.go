@@ -175,17 +175,18 @@ func TestClusterConfig(t *testing.T) {
 }
 
 // TestClusterPausedProjector: two `sharesd projector` processes on a
-// 3-node JetStream cluster and a Redis Cluster while events are published.
-// The active one is stopped with SIGSTOP mid-stream for longer than
-// LEASE_TTL, until the standby has taken over and moved on, then resumed with
-// SIGCONT: it wakes with batches fetched before the pause and writes them
-// after the new holder wrote past them. The per-render sequence guard must
-// make those late writes harmless: at the end every render equals the
-// reference model (Verify: no view lost or counted twice), the click
-// counts add up to the views published, the saved position is the
-// stream's head (lag 0), and the resumed process says it lost the lease
-// and stands by instead of dying (before, it said nothing when it noticed
-// the loss while backing off from the batch the pause had failed).
+// 3-node JetStream cluster and a Redis Cluster while events are published;
+// the first projects alone, the second joins and takes half the
+// partitions. The first is stopped with SIGSTOP mid-stream for longer than
+// LEASE_TTL, until the second has taken its partitions over and moved on,
+// then resumed with SIGCONT: it wakes with batches fetched before the pause
+// and writes them after the new owner wrote past them. The per-render
+// sequence guard must make those late writes harmless and the lease fence
+// must refuse its positions: at the end every render equals the reference
+// model (Verify: no view lost or counted twice), the click counts add up
+// to the views published, the saved positions are the stream's head (lag
+// 0), and the resumed process says it lost a partition lease and takes a
+// new share instead of dying.
 func TestClusterPausedProjector(t *testing.T) {
 	faultLong(t)
 	t.Parallel()
@@ -246,7 +247,7 @@ func TestClusterPausedProjector(t *testing.T) {
 		from = f.activePos(t)
 		return nil
 	})
-	t.Logf("the standby took the lease %v after the pause, at position %d", time.Since(paused).Round(time.Millisecond), from)
+	t.Logf("the second projector held every partition %v after the pause, at position %d", time.Since(paused).Round(time.Millisecond), from)
 	const leaseTTL = 5 * time.Second // projector.Config's default; sharesd sets no other
 	polltest.WaitFor(t, 30*time.Second, func() error {
 		if pos := f.activePos(t); pos < from+2000 {
