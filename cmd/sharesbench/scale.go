@@ -54,6 +54,7 @@ type scaleRun struct {
 	spread  time.Duration // start → the partitions shared fairly (0: never seen)
 	saved   time.Duration // start → every partition's position saved at the head
 	applied []float64     // events each projector applied
+	inBytes []uint64      // bytes each projector's NATS connection received
 	cpu     usage         // bench process / the six redis-servers
 }
 

@@ -117,9 +117,10 @@ func (env *scaleEnv) catchUp(ctx context.Context, procs, batch int, progress io.
 	}
 	for _, p := range ps {
 		r.applied = append(r.applied, p.applied())
+		r.inBytes = append(r.inBytes, p.nc.Stats().InBytes)
 	}
-	fmt.Fprintf(progress, "  %d projector(s): %d events in %.2fs (%.0f/s), fair share after %.2fs, positions saved after %.2fs, applied per process %v, CPU %.2f / %.2f cores\n",
-		procs, env.lastSeq, r.elapsed.Seconds(), float64(env.lastSeq)/r.elapsed.Seconds(), r.spread.Seconds(), r.saved.Seconds(), r.applied, r.cpu.goCores, r.cpu.redisCores)
+	fmt.Fprintf(progress, "  %d projector(s): %d events in %.2fs (%.0f/s), fair share after %.2fs, positions saved after %.2fs, applied per process %v, NATS bytes in per process %v, CPU %.2f / %.2f cores\n",
+		procs, env.lastSeq, r.elapsed.Seconds(), float64(env.lastSeq)/r.elapsed.Seconds(), r.spread.Seconds(), r.saved.Seconds(), r.applied, r.inBytes, r.cpu.goCores, r.cpu.redisCores)
 	return r, nil
 }
 

@@ -93,16 +93,20 @@ func printScale(out io.Writer, cfg config, s scaleResults) {
 		num(float64(s.events)), s.bytes, num(s.publish))
 	fmt.Fprintf(out, "- CPU: cores used by the bench process (the three NATS nodes, every projector, the load generator) / by the six redis-servers; every process shares the machine's cores\n\n")
 	t := table{out}
-	t.row("Projectors", "Catch-up: start → every partition at the head", "Total", "Per projector (events it applied / catch-up time)", "Fair share after", "Positions saved after", "CPU go/redis")
-	t.row("---:", "---:", "---:", "---", "---:", "---:", "---")
+	t.row("Projectors", "Catch-up: start → every partition at the head", "Total", "Per projector (events it applied / catch-up time)", "NATS bytes received: each / all", "Fair share after", "Positions saved after", "CPU go/redis")
+	t.row("---:", "---:", "---:", "---", "---:", "---:", "---:", "---")
 	for _, r := range s.runs {
 		secs := r.elapsed.Seconds()
 		per := make([]string, len(r.applied))
 		for i, a := range r.applied {
 			per[i] = num(a / secs)
 		}
+		var in uint64
+		for _, b := range r.inBytes {
+			in += b
+		}
 		t.row(fmt.Sprint(r.procs), fmt.Sprintf("%.2f s", secs), num(float64(s.events)/secs)+" ev/s", strings.Join(per, " + ")+" ev/s",
-			fmt.Sprintf("%.2f s", r.spread.Seconds()), fmt.Sprintf("%.2f s", r.saved.Seconds()), cores(r.cpu))
+			fmt.Sprintf("%s / %s", gb(float64(in)/float64(len(r.inBytes))), gb(float64(in))), fmt.Sprintf("%.2f s", r.spread.Seconds()), fmt.Sprintf("%.2f s", r.saved.Seconds()), cores(r.cpu))
 	}
 	fmt.Fprintln(out)
 	t.row("API, GET list, 10 shares, 200", "Bodies", "Result", "CPU go/redis")
