@@ -84,7 +84,7 @@ func hostileRound(t *testing.T, seed uint64, duration time.Duration) {
 		}
 	})
 	rdb := redistest.Start(t).Client(t)
-	w := &propWorld{t: t, js: js, store: readmodel.New(rdb, readmodel.DefaultHorizon), horizon: readmodel.DefaultHorizon, rng: rng}
+	w := &propWorld{t: t, js: js, store: readmodel.New(rdb, readmodel.DefaultHorizon), horizon: readmodel.DefaultHorizon, rng: rng, procs: 1}
 	cfg := projector.Config{
 		BatchSize: []int{1, 7, 64, 512}[rng.IntN(4)],
 		// 1 is raised to one message of the max payload: a pull at a time.
@@ -159,10 +159,11 @@ func hostileRound(t *testing.T, seed uint64, duration time.Duration) {
 // hostileStart starts w's projector with cfg (propWorld.start picks its
 // own).
 func hostileStart(w *propWorld, cfg projector.Config) {
-	w.proj = projector.New(w.js, w.store, testLogger(w.t), projector.NewMetrics(prometheus.NewRegistry()), cfg)
+	p := projector.New(w.js, w.store, testLogger(w.t), projector.NewMetrics(prometheus.NewRegistry()), cfg)
 	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel, w.done = cancel, make(chan error, 1)
-	go func(p *projector.Projector) { w.done <- p.Run(ctx) }(w.proj)
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	w.projs, w.cancel, w.done = []*projector.Projector{p}, []context.CancelFunc{cancel}, []chan error{done}
 }
 
 func hostileRestart(w *propWorld, cfg projector.Config) {

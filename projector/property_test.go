@@ -76,9 +76,11 @@ type propWorld struct {
 	store   *readmodel.Store
 	horizon time.Duration
 	rng     *rand.Rand
-	cancel  context.CancelFunc
-	done    chan error
-	proj    *projector.Projector
+	// Some seeds run several projectors sharing partitions.
+	procs  int
+	cancel []context.CancelFunc
+	done   []chan error
+	projs  []*projector.Projector
 }
 
 // propRun runs one seed of n events on an embedded NATS server and a
@@ -105,7 +107,11 @@ func propRunOn(t *testing.T, seed uint64, n int, js jetstream.JetStream, rdb red
 	if rng.IntN(3) == 0 {
 		horizon = time.Duration(5+rng.IntN(100)) * time.Millisecond
 	}
-	w := &propWorld{t: t, js: js, store: readmodel.New(rdb, horizon), horizon: horizon, rng: rng}
+	w := &propWorld{t: t, js: js, store: readmodel.New(rdb, horizon), horizon: horizon, rng: rng, procs: 1}
+	if rng.IntN(3) == 0 { // several projectors sharing 2 to 6 partitions
+		w.procs = 2 + rng.IntN(2)
+		w.store.SetPartitions(2 + rng.IntN(5))
+	}
 	g := newPropGen(rng, seed)
 	evs := g.stream(n)
 
@@ -175,30 +181,34 @@ func propFold(msgs []refmodel.Msg, horizon time.Duration) (*refmodel.Model, map[
 	return m, rejected
 }
 
+// start starts the world's projectors.
 func (w *propWorld) start() {
-	reg := prometheus.NewRegistry()
-	w.proj = projector.New(w.js, w.store, slog.New(slog.DiscardHandler), projector.NewMetrics(reg), projector.Config{
-		BatchSize: 1 + w.rng.IntN(64), LeaseTTL: time.Second, DropGrace: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	w.cancel, w.done = cancel, make(chan error, 1)
-	go func(p *projector.Projector) { w.done <- p.Run(ctx) }(w.proj)
+	for range w.procs {
+		reg := prometheus.NewRegistry()
+		p := projector.New(w.js, w.store, slog.New(slog.DiscardHandler), projector.NewMetrics(reg), projector.Config{
+			BatchSize: 1 + w.rng.IntN(64), LeaseTTL: time.Second, DropGrace: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		w.projs, w.cancel, w.done = append(w.projs, p), append(w.cancel, cancel), append(w.done, done)
+	}
 }
 
+// stop stops the world's projectors, in a random order.
 func (w *propWorld) stop() {
-	if w.cancel == nil {
-		return
-	}
-	w.cancel()
-	select {
-	case err := <-w.done:
-		if err != nil {
-			w.t.Errorf("projector Run = %v, want nil", err)
+	for _, i := range w.rng.Perm(len(w.cancel)) {
+		w.cancel[i]()
+		select {
+		case err := <-w.done[i]:
+			if err != nil {
+				w.t.Errorf("projector Run = %v, want nil", err)
+			}
+		case <-time.After(10 * time.Second):
+			w.t.Fatal("projector did not stop within 10s")
 		}
-	case <-time.After(10 * time.Second):
-		w.t.Fatal("projector did not stop within 10s")
 	}
-	w.cancel = nil
+	w.projs, w.cancel, w.done = nil, nil, nil
 }
 
 // restart stops the projector and starts a new one. With rewind it first
@@ -241,10 +251,13 @@ func (w *propWorld) waitCaughtUp() {
 		if err != nil {
 			return err
 		}
-		st := w.proj.Status()
 		if ctl.Active != "" && ctl.Pos[ctl.Active] >= head {
-			return nil // saved, so applied
+			return nil // saved by every partition, so applied
 		}
+		if len(w.projs) > 1 {
+			return fmt.Errorf("partitions saved at %d at least, of %d", ctl.Pos[ctl.Active], head)
+		}
+		st := w.projs[0].Status()
 		if ctl.Active == "" || st.Gen != ctl.Active || st.Rebuilding || st.Applied < head {
 			return fmt.Errorf("projector at %d of %d (gen %q, active %q, rebuilding %t, last error %q)",
 				st.Applied, head, st.Gen, ctl.Active, st.Rebuilding, st.LastError)
