@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"reflect"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -376,5 +377,34 @@ func TestMemoryReadCluster(t *testing.T) {
 		w.apply(change)
 		f.waitPos(t, w.seq)
 		w.check(t, string(change.Type), get(t, f.srv, renderA, liveKey), renderA)
+	}
+}
+
+// TestMemoryRead304Rearms checks that a kept body whose stamp went old (here
+// by a resubscription) is trusted again after a revalidation that Redis
+// answers 304: clients that only revalidate are then answered from memory
+// too, not from Redis forever.
+func TestMemoryRead304Rearms(t *testing.T) {
+	t.Parallel()
+	w := authWorld(t)
+	f := w.follow(api.Config{})
+	warm(t, f, renderA, liveKey)
+	tag := get(t, f.srv, renderA, liveKey).header.Get("ETag")
+	if err := w.redis.Client(t).ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err(); err != nil {
+		t.Fatal(err)
+	}
+	f.wait(t, "the subscription lost", func(a readmodel.AppliedPos) bool { return a.Lost })
+	f.wait(t, "the subscription live again", live)
+	before := f.store.lists.Load()
+	for range 3 {
+		if r := get(t, f.srv, renderA, liveKey, "If-None-Match: "+tag); r.status != http.StatusNotModified {
+			t.Fatalf("revalidation: status %d, want 304", r.status)
+		}
+	}
+	if got := f.store.lists.Load() - before; got != 1 {
+		t.Errorf("3 revalidations after the resubscription: %d list reads in Redis, want 1 (then from memory)", got)
+	}
+	if r := get(t, f.srv, renderA, liveKey); string(r.body) == "" || r.header.Get("Content-Length") != strconv.Itoa(len(r.body)) {
+		t.Errorf("the body after: Content-Length %s for %d bytes", r.header.Get("Content-Length"), len(r.body))
 	}
 }

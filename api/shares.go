@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -26,63 +27,92 @@ var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }
 // asked, in one round trip, whether its versions are current, and the
 // shares are read and rendered only when they are not.
 func handleListShares(logger *slog.Logger, store Store, positions *Positions, fresh *freshness, metrics *Metrics, cfg Config) http.Handler {
-	tag, fixed := configTag(cfg), newFixedHeaders()
-	bodies := newBodyCache(cfg.BodyCacheBytes)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := r.Context()
-		id, minSeq, ok := listArgs(w, r)
-		if !ok {
-			return
+	return &lister{logger: logger, store: store, positions: positions, fresh: fresh, metrics: metrics, cfg: cfg,
+		tag: configTag(cfg), fixed: newFixedHeaders(), bodies: newBodyCache(cfg.BodyCacheBytes)}
+}
+
+// lister is the list handler and what it needs.
+type lister struct {
+	logger    *slog.Logger
+	store     Store
+	positions *Positions
+	fresh     *freshness
+	metrics   *Metrics
+	cfg       Config
+	tag       string
+	fixed     fixedHeaders
+	bodies    *bodyCache
+}
+
+func (l *lister) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id, minSeq, ok := listArgs(w, r)
+	if !ok {
+		return
+	}
+	inm := parseIfNoneMatch(r.Header.Get("If-None-Match"), l.tag)
+	key := projectFrom(r.Context()) + "/" + id
+	cached, hit := l.bodies.get(key)
+	if hit && minSeq <= cached.seq && l.fresh.current(cached.stamp) {
+		l.metrics.listed(true)
+		answer(w, inm, l.fixed, cached)
+		return
+	}
+	got, bp, err := l.fromRedis(r, id, key, minSeq, inm, cached)
+	if bp != nil {
+		defer bufs.Put(bp)
+	}
+	if err != nil {
+		listFailed(w, r, l.logger, id, "list shares", err)
+		return
+	}
+	l.metrics.listed(false)
+	answer(w, inm, l.fixed, got)
+}
+
+// fromRedis reads the list (see readList) and returns what to answer: the
+// kept body cached when Redis confirms its versions, else the body read
+// and rendered, which is kept; nothing when the client's If-None-Match
+// holds the versions (a 304). What it keeps or confirms is stamped (see
+// freshness) as of before the read, and only while the announcements are
+// followed. A rendered body is in *bp: put it back in bufs once sent.
+func (l *lister) fromRedis(r *http.Request, id, key string, minSeq uint64, inm ifNoneMatch, cached cachedBody) (cachedBody, *[]byte, error) {
+	st, live := l.fresh.take(projectFrom(r.Context()), id)
+	// Ask Redis whether what the client has, or else what was last
+	// rendered here, is current: then no share is read.
+	ask := inm.newest
+	if ask == nil && cached.body != nil {
+		ask = &cached.v
+	}
+	list, err := readList(r, l.store, l.positions, l.cfg, id, ask, minSeq)
+	if err != nil {
+		return cachedBody{}, nil, err
+	}
+	got := cachedBody{v: readmodel.Versions{Ver: list.Ver, ProjectVer: list.ProjectVer}, seq: list.Seq, stamp: st}
+	var bp *[]byte
+	switch {
+	case cached.body != nil && cached.v == got.v: // NotModified, or the client's versions are the kept body's
+		got.body = cached.body
+	case inm.matches(got.v): // a 304; no body to keep
+		got.hdr = newHeaders(got, l.tag)
+		return got, nil, nil
+	case list.NotModified: // cannot happen: what was asked is one of the two above
+		return cachedBody{}, nil, errors.New("list not modified, and neither the kept body nor the client's")
+	default:
+		bp = bufs.Get().(*[]byte)
+		if got.body, err = appendBody((*bp)[:0], list, l.cfg.ShareBase); err != nil {
+			return cachedBody{}, bp, fmt.Errorf("render shares: %w", err)
 		}
-		inm := parseIfNoneMatch(r.Header.Get("If-None-Match"), tag)
-		project := projectFrom(ctx)
-		key := project + "/" + id
-		cached, hit := bodies.get(key)
-		if hit && minSeq <= cached.seq && fresh.current(cached.stamp) {
-			metrics.listed(true)
-			answer(w, inm, fixed, cached)
-			return
-		}
-		st, live := fresh.take(project, id)
-		// Ask Redis whether what the client has, or else what was last
-		// rendered here, is current: then no share is read.
-		ask := inm.newest
-		if ask == nil && hit {
-			ask = &cached.v
-		}
-		list, err := readList(r, store, positions, cfg, id, ask, minSeq)
-		if err != nil {
-			listFailed(w, r, logger, id, "list shares", err)
-			return
-		}
-		metrics.listed(false)
-		got := cachedBody{v: readmodel.Versions{Ver: list.Ver, ProjectVer: list.ProjectVer}, seq: list.Seq, stamp: st}
-		switch {
-		case inm.matches(got.v):
-			got.hdr = newHeaders(got, tag)
-			answer(w, inm, fixed, got)
-			return
-		case list.NotModified: // the versions asked were the cached body's
-			got.body = cached.body
-			got.hdr = newHeaders(got, tag)
-			if live {
-				bodies.restamp(key, got)
-			}
-		default:
-			bp := bufs.Get().(*[]byte)
-			defer bufs.Put(bp)
-			if got.body, err = appendBody((*bp)[:0], list, cfg.ShareBase); err != nil {
-				listFailed(w, r, logger, id, "render shares", err)
-				return
-			}
-			*bp = got.body
-			got.hdr = newHeaders(got, tag)
-			if live {
-				bodies.put(key, got)
-			}
-		}
-		answer(w, inm, fixed, got)
-	})
+		*bp = got.body
+	}
+	got.hdr = newHeaders(got, l.tag)
+	switch {
+	case !live:
+	case bp == nil:
+		l.bodies.restamp(key, got)
+	default:
+		l.bodies.put(key, got)
+	}
+	return got, bp, nil
 }
 
 // headers are the header values of one answer. A kept body's are built
