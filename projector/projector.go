@@ -182,7 +182,7 @@ func (p *Projector) Run(ctx context.Context) error {
 	p.update(func(s *Status) { s.Leader = false })
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
-	_ = p.store.ReleaseLeases(rctx, p.token, p.Status().Parts, true)
+	_ = p.store.ReleaseLeases(rctx, p.token, nil, true) // whatever it still holds
 	p.setOwned(nil)
 	return nil
 }

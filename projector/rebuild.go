@@ -99,7 +99,7 @@ func (p *Projector) swapIn(ctx context.Context, gen, prev string, progress func(
 		return err
 	}
 	if held {
-		defer p.store.ReleaseLeases(context.WithoutCancel(ctx), p.token, allParts(p.store.Partitions()), true)
+		defer p.store.ReleaseLeases(context.WithoutCancel(ctx), p.token, nil, true)
 		ok, err := p.store.Activate(ctx, gen, prev)
 		if err != nil {
 			return err
@@ -147,14 +147,6 @@ func (p *Projector) holdAll(ctx context.Context) (bool, error) {
 		return err == nil, err
 	}
 	return false, p.store.ReleaseLeases(ctx, p.token, got, false)
-}
-
-func allParts(n int) []int {
-	out := make([]int, n)
-	for i := range out {
-		out[i] = i
-	}
-	return out
 }
 
 // RebuildRender replays one render's events into scratch keys and swaps

@@ -104,7 +104,7 @@ func (f *faultEnv) dropLease(t testing.TB) {
 	t.Helper()
 	ctx := context.Background()
 	for _, token := range f.leaseOwners(t) {
-		if err := f.store.ReleaseLeases(ctx, token, allPartitions(f.store), true); err != nil {
+		if err := f.store.ReleaseLeases(ctx, token, nil, true); err != nil {
 			t.Fatalf("drop leases: %v", err)
 		}
 	}
@@ -126,13 +126,6 @@ func (f *faultEnv) leaseOwners(t testing.TB) []string {
 	return out
 }
 
-func allPartitions(s *readmodel.Store) []int {
-	out := make([]int, s.Partitions())
-	for i := range out {
-		out[i] = i
-	}
-	return out
-}
 
 // waitCaughtUp waits until the active generation's saved position has
 // reached the stream's head (the projector saves it within a second of

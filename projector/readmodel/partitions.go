@@ -118,9 +118,12 @@ func (s *Store) ClaimLeases(ctx context.Context, token string, ttl time.Duration
 	return ints(res), nil
 }
 
-// ReleaseLeases gives up the leases of parts that token holds; with leave
-// set it also ends token's membership.
+// ReleaseLeases gives up the leases of parts (nil: every partition) that
+// token holds; with leave set it also ends token's membership.
 func (s *Store) ReleaseLeases(ctx context.Context, token string, parts []int, leave bool) error {
+	if parts == nil {
+		parts = allParts(s.Partitions())
+	}
 	keys := []string{membersKey()}
 	for _, p := range parts {
 		keys = append(keys, partLeaseKey(p))
