@@ -126,7 +126,6 @@ func (f *faultEnv) leaseOwners(t testing.TB) []string {
 	return out
 }
 
-
 // waitCaughtUp waits until the active generation's saved position has
 // reached the stream's head (the projector saves it within a second of
 // going idle), failing early if the projector's process is gone.
