@@ -69,7 +69,8 @@ type scaleEnv struct {
 	store   *readmodel.Store     // the control state, read and reset
 	nodes   []*redis.Client      // one per node: INFO cpu
 	lastSeq uint64
-	bytes   float64 // the stream's bytes once published
+	bytes   float64       // the stream's bytes once published
+	lease   time.Duration // the projectors' LEASE_TTL (0: the default, 5s)
 }
 
 // scale runs the scale phase (see the comment at the top of this file).

@@ -29,7 +29,7 @@ type scaleProc struct {
 }
 
 // startScaleProc starts a projector on the clusters with PARTITIONS=8 and
-// the default lease TTL, until ctx ends.
+// env's lease TTL, until ctx ends.
 func startScaleProc(ctx context.Context, env *scaleEnv, batch int) (*scaleProc, error) {
 	nc, err := nats.Connect(env.nats.URL, nats.Name("sharesbench-projector"), nats.MaxReconnects(-1))
 	if err != nil {
@@ -48,7 +48,7 @@ func startScaleProc(ctx context.Context, env *scaleEnv, batch int) (*scaleProc, 
 	store := readmodel.New(rdb, readmodel.DefaultHorizon)
 	store.SetPartitions(events.DefaultPartitions)
 	p := &scaleProc{nc: nc, rdb: rdb, reg: prometheus.NewRegistry(), done: make(chan struct{})}
-	p.proj = projector.New(js, store, slog.New(slog.DiscardHandler), projector.NewMetrics(p.reg), projector.Config{BatchSize: batch})
+	p.proj = projector.New(js, store, slog.New(slog.DiscardHandler), projector.NewMetrics(p.reg), projector.Config{BatchSize: batch, LeaseTTL: env.lease})
 	go func() {
 		defer close(p.done)
 		_ = p.proj.Run(ctx)
