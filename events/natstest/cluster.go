@@ -27,7 +27,7 @@ type Cluster struct {
 	URL     string
 	Servers []*server.Server // nil for a node that is down
 
-	t    testing.TB
+	t    testing.TB // StartCluster's test; nil for LaunchCluster
 	opts []*server.Options
 }
 

@@ -31,8 +31,8 @@ type Cluster struct {
 	URL   string
 	Nodes []*Server // every node, masters first as created
 
-	t   testing.TB
-	ids []string // each node's cluster id
+	t   testing.TB // StartCluster's test; nil for LaunchCluster
+	ids []string   // each node's cluster id
 }
 
 // clusterArgs are the arguments of a cluster node. Its bus port is given,
