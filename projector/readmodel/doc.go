@@ -20,8 +20,9 @@
 //	                               (compact binary, see record.go); List
 //	                               sorts them newest first, ties by id
 //	                               descending
-//	sharesd:G:{R}:clicks   hash    shareId -> views of a share not created yet
-//	                               (they move into its record when it is)
+//	sharesd:G:{R}:clicks   hash    shareId -> views counted apart from the
+//	                               share's record, which the list adds to its
+//	                               count: those that came before the share
 //	sharesd:G:{R}:revoked  hash    shareId -> first revocation (revokedAt, reason)
 //	sharesd:G:{R}:dedupe   hash    the render's dedupe table: 16-byte entries
 //	                               (10 bytes of the event id's SHA-256, stream

@@ -26,7 +26,9 @@ import "github.com/redis/go-redis/v9"
 //
 // A share is one field of recs: its record with its view count inside (see
 // record.go), so a view rewrites one small value. Views of a share that does
-// not exist yet wait in clicks and move into the record when it is created.
+// not exist yet are counted in clicks, and stay there: the list adds them
+// to the record's count (they are rare, and creating a share then costs no
+// lookup of them).
 //
 // The dedupe table (kSeen) holds 16-byte entries, the first 10 bytes of the
 // event id's digest and its stream time (ms, 6 bytes big-endian), appended
@@ -72,20 +74,23 @@ if cur[1] and tonumber(cur[1]) >= seq then
   return 1
 end
 local now, horizon = tonumber(ARGV[5]), tonumber(ARGV[6])
-if cur[6] then
-  redis.call('HSET', KEYS[1], 'seq', ARGV[1])
-else
+local set = {'seq', ARGV[1]}
+if not cur[6] then
   cur[6] = '0'
   if cur[1] then cur[6] = ARGV[5]; redis.call('UNLINK', KEYS[2]) end
-  redis.call('HSET', KEYS[1], 'seq', ARGV[1], 'lay', cur[6])
+  set = {'seq', ARGV[1], 'lay', cur[6]}
+end
+local function fin(outcome)
+  redis.call('HSET', KEYS[1], unpack(set))
+  return outcome
 end
 local registers = t == 'share.created' or t == 'render.created'
-if cur[2] and cur[2] ~= project then return 3 end
+if cur[2] and cur[2] ~= project then return fin(3) end
 if not cur[2] and not registers then
   local pre = project .. '|'
   redis.call('HSET', KEYS[7], pre .. 'q|' .. ARGV[1], '1')
   local seen = redis.call('HGET', KEYS[7], pre .. 's|' .. ARGV[4])
-  if seen and tonumber(seen) >= now - horizon then return 2 end
+  if seen and tonumber(seen) >= now - horizon then return fin(2) end
   redis.call('HSET', KEYS[7], pre .. 's|' .. ARGV[4], ARGV[5])
   if t == 'share.viewed' then
     redis.call('HINCRBY', KEYS[7], pre .. 'c|' .. ARGV[7], 1)
@@ -94,7 +99,7 @@ if not cur[2] and not registers then
   elseif t == 'render.deleted' then
     redis.call('HSET', KEYS[7], pre .. 'd|', '1')
   end
-  return 6
+  return fin(6)
 end
 local function drop()
   redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[8])
@@ -133,12 +138,12 @@ if not cur[2] then
   if type(reply) == 'table' then redis.call('HSET', KEYS[1], 'reg', ARGV[1]) end
 end
 if cur[3] then
-  if type(reply) == 'table' then reply[1] = 4 return reply end
-  return 4
+  if type(reply) == 'table' then reply[1] = 4 return fin(reply) end
+  return fin(4)
 end
 if seenBefore(ARGV[4], now, horizon) then
-  if type(reply) == 'table' then reply[1] = 2 return reply end
-  return 2
+  if type(reply) == 'table' then reply[1] = 2 return fin(reply) end
+  return fin(2)
 end
 redis.call('PEXPIRE', KEYS[6], horizon + 3600000)
 local changed = false
@@ -151,23 +156,20 @@ if t == 'share.viewed' then
     redis.call('HINCRBY', KEYS[4], ARGV[7], 1)
   end
 elseif t == 'share.created' then
-  if redis.call('HEXISTS', KEYS[3], ARGV[7]) == 0 then
-    redis.call('HSET', KEYS[3], ARGV[7], withViews(ARGV[9], 0))
-    changed = true
-  end
-  if not cur[4] then redis.call('HSET', KEYS[1], 'listed', '1'); changed = true end
+  if redis.call('HSETNX', KEYS[3], ARGV[7], ARGV[9]) == 1 then changed = true end
+  if not cur[4] then set[#set + 1] = 'listed'; set[#set + 1] = '1'; changed = true end
 elseif t == 'share.revoked' then
   if redis.call('HSETNX', KEYS[5], ARGV[7], ARGV[8]) == 1 then
     changed = redis.call('HEXISTS', KEYS[3], ARGV[7]) == 1
   end
 elseif t == 'render.created' then
-  if not cur[4] then redis.call('HSET', KEYS[1], 'listed', '1'); changed = true end
+  if not cur[4] then set[#set + 1] = 'listed'; set[#set + 1] = '1'; changed = true end
 elseif t == 'render.deleted' then
   drop()
   changed = true
 end
-if changed then redis.call('HSET', KEYS[1], 'ver', ARGV[1]) end
-return reply
+if changed then set[#set + 1] = 'ver'; set[#set + 1] = ARGV[1] end
+return fin(reply)
 `)
 
 // dedupeLua is the part of applyRender that reads and writes the dedupe
@@ -177,10 +179,9 @@ return reply
 // no earlier than oldest; if not, it records d at time at. seenBefore(d,
 // now, horizon) is seen(d, now, now - horizon) that also looks in the old
 // seen zset of a converted render. withViews(v, n) is record v (either
-// version) with n more views; a new record (n = 0) or a version 1 record
-// also takes in the views clicks held for it, unless the sum is negative,
-// which only AddViews can make (then clicks keeps them). Views AddViews
-// gave a share that has a record stay in clicks: the list adds them.
+// version) with n more views; a version 1 record becomes version 2 and
+// takes in the views clicks counted for it (unless AddViews made them
+// negative).
 const dedupeLua = `
 local D, E, SPLIT = 10, 16, 48
 local function shardOf(h, n)
@@ -249,20 +250,15 @@ local function seenBefore(d, now, horizon)
   return seen(d, now, now - horizon)
 end
 local function withViews(v, n)
-  local early = nil
   if string.byte(v, 1) ~= 2 then
+    local early = tonumber(redis.call('HGET', KEYS[4], ARGV[7]) or '0')
+    if early >= 0 then
+      n = n + early
+      redis.call('HDEL', KEYS[4], ARGV[7])
+    end
     v = '\2' .. struct.pack('>I6', 0) .. string.sub(v, 2)
-    early = redis.call('HGET', KEYS[4], ARGV[7])
-  elseif n == 0 then
-    early = redis.call('HGET', KEYS[4], ARGV[7])
   end
-  local total = struct.unpack('>I6', v, 2) + n + tonumber(early or '0')
-  if total < 0 then
-    redis.call('HINCRBY', KEYS[4], ARGV[7], n)
-    return v
-  end
-  if early then redis.call('HDEL', KEYS[4], ARGV[7]) end
-  return '\2' .. struct.pack('>I6', total) .. string.sub(v, 8)
+  return '\2' .. struct.pack('>I6', struct.unpack('>I6', v, 2) + n) .. string.sub(v, 8)
 end
 `
 
