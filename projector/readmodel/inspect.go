@@ -21,8 +21,8 @@ var renderKeyNames = [len(renderKeys{})]string{
 
 // RenderKeys returns the Redis keys of render renderID in generation gen
 // that exist, by what each holds: "render" (the render hash, the only one a
-// deleted render keeps), "recs", "clicks" (shareId -> views not yet in a
-// record), "revoked", "dedupe" and "pending", and "shares" and "seen" of a
+// deleted render keeps), "recs", "clicks" (shareId -> views counted apart
+// from its record), "revoked", "dedupe" and "pending", and "shares" and "seen" of a
 // render written in the earlier layout, as doc.go describes them. It is for
 // looking at one render with redis-cli, and for tests that check what a
 // render left behind.

@@ -49,7 +49,7 @@ const (
 	kRender  = iota // hash: project, seq, ver, listed, deleted, lay
 	kShares         // earlier layout: sorted set of shareIds by createdAt
 	kRecs           // hash: shareId -> share record with its view count
-	kClicks         // hash: shareId -> views not yet in a record
+	kClicks         // hash: shareId -> views counted apart from its record
 	kRevoked        // hash: shareId -> encoded revocation
 	kSeen           // hash: the render's dedupe table (see applyRender)
 	kPending        // hash: what each project sent before the render was registered

@@ -159,3 +159,46 @@ func TestCorruptList(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordVersions: a record counts its own views (version 2) plus those
+// counted apart; a version 1 record, the earlier layout's, only those; both
+// give their creation time, the list's sort key.
+func TestRecordVersions(t *testing.T) {
+	t.Parallel()
+	s := events.ShareCreated{ShareID: "s1", Channel: "email", Message: strp("hi"), CreatedAt: epoch, ShareToken: "cks_1"}
+	v2 := encodeShare(&s)
+	withViews := slices.Clone(v2)
+	copy(withViews[1:1+viewsLen], []byte{0, 0, 0, 1, 0, 5}) // 65,541 views
+	v1 := append([]byte{recordV1}, v2[1+viewsLen:]...)
+	tests := []struct {
+		name  string
+		rec   []byte
+		apart int64
+		want  int64
+	}{
+		{"a new record", v2, 0, 0},
+		{"a record with its views", withViews, 0, 65541},
+		{"a record with views counted apart too", withViews, -3, 65538},
+		{"a version 1 record", v1, 7, 7},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := decodeShare([]byte("s1"), tt.rec, nil, tt.apart)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.ClickCount != tt.want || got.Channel != "email" || string(got.Message.B) != "hi" || string(got.ShareToken) != "cks_1" {
+				t.Errorf("decoded %+v, want clickCount %d and the share's fields", got, tt.want)
+			}
+			if at, ok := createdAt(tt.rec); !ok || at != events.Millis(epoch) {
+				t.Errorf("createdAt = %d, %v; want %d", at, ok, events.Millis(epoch))
+			}
+		})
+	}
+	if _, err := decodeShare([]byte("s1"), v2[:1+viewsLen-1], nil, 0); err != errCorrupt {
+		t.Errorf("a record cut inside its views: err %v, want errCorrupt", err)
+	}
+	if _, ok := createdAt(v2[:1+viewsLen]); ok {
+		t.Error("createdAt of a record cut before it: ok, want not")
+	}
+}
