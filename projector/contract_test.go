@@ -115,8 +115,8 @@ func TestContract(t *testing.T) {
 			eventstest.ShareViewed(project, render, "s1"),
 			eventstest.ShareRevoked(project, render, "s1", "2026-06-05T11:00:00Z", nil))
 		e.waitApplied(t, seq, r)
-		if keys := e.renderKeys(t, render); len(keys) < 5 {
-			t.Fatalf("before deletion: %d keys of the render, want the render's 5 or more", len(keys))
+		if keys := e.renderKeys(t, render); len(keys) < 4 {
+			t.Fatalf("before deletion: %d keys of the render, want the render's 4 or more", len(keys))
 		}
 		seq = e.publish(t, eventstest.RenderDeleted(project, render))
 		e.waitApplied(t, seq, r)

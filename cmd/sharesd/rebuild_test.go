@@ -352,15 +352,8 @@ func (f *faultEnv) addClicks(t testing.TB, render, share string, n int64) {
 	t.Helper()
 	ctx := context.Background()
 	gen := f.control(t).Active
-	keys, err := f.store.RenderKeys(ctx, gen, render)
-	key := keys["clicks"]
-	if err != nil || key == "" {
-		t.Fatalf("no clicks key of render %s in generation %s (%v)", render, gen, err)
-	}
-	// The counter is written behind the projector's back, on the key
-	// readmodel names.
-	if err := f.redis.Client(t).HIncrBy(ctx, key, share, n).Err(); err != nil {
-		t.Fatalf("HINCRBY %s: %v", key, err)
+	if err := f.store.AddViews(ctx, gen, render, share, n); err != nil {
+		t.Fatalf("add %d views to %s/%s in generation %s: %v", n, render, share, gen, err)
 	}
 }
 

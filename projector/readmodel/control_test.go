@@ -40,7 +40,7 @@ func TestDropGen(t *testing.T) {
 	ctx := context.Background()
 	// drop's name is a prefix of keep's: the pattern must not confuse them.
 	const drop, keep = "gdrop", "gdrop1"
-	f.fill(drop, 300) // 6 keys a render: more than one UNLINK batch
+	f.fill(drop, 300) // 4 keys a render: more than one UNLINK batch
 	f.fill(keep, 20)
 	f.fill(f.gen, 5)
 	for gen, pos := range map[string]uint64{drop: 10, keep: 20} {
@@ -51,7 +51,7 @@ func TestDropGen(t *testing.T) {
 
 	all := f.scanKeys("*")
 	dropped := f.scanKeys(genPattern(drop))
-	if want := 300*6 + 4; len(dropped) != want {
+	if want := 300*4 + 4; len(dropped) != want {
 		t.Fatalf("generation %s has %d keys, want %d", drop, len(dropped), want)
 	}
 	var rest []string
