@@ -182,8 +182,26 @@ return fin(reply)
 // version) with n more views; a version 1 record becomes version 2 and
 // takes in the views clicks counted for it (unless AddViews made them
 // negative).
+//
+// u(s, i, n) reads the n-byte big-endian unsigned integer at i of s and
+// b6(v) writes v in 6 such bytes: plain Lua rather than Redis's struct
+// library, which the in-process Redis of `sharesd dev` (miniredis) lacks;
+// each write calls them a few times.
 const dedupeLua = `
 local D, E, SPLIT = 10, 16, 48
+local function u(s, i, n)
+  local v = 0
+  for k = i, i + n - 1 do v = v * 256 + string.byte(s, k) end
+  return v
+end
+local function b6(v)
+  local t = {}
+  for k = 6, 1, -1 do
+    t[k] = string.char(v % 256)
+    v = math.floor(v / 256)
+  end
+  return table.concat(t)
+end
 local function shardOf(h, n)
   local lvl = 1
   while lvl * 2 <= n do lvl = lvl * 2 end
@@ -193,7 +211,7 @@ local function shardOf(h, n)
 end
 local function trim(s, oldest)
   local p = 1
-  while p < #s and struct.unpack('>I6', s, p + D) < oldest do p = p + E end
+  while p < #s and u(s, p + D, 6) < oldest do p = p + E end
   if p == 1 then return s end
   return string.sub(s, p)
 end
@@ -206,7 +224,7 @@ local function split(n, lvl, oldest)
   local s = trim(redis.call('HGET', KEYS[6], x) or '', oldest)
   for p = 1, #s, E do
     local e = string.sub(s, p, p + E - 1)
-    if math.floor(struct.unpack('>I4', e) / lvl) % 2 == 1 then b[#b + 1] = e else a[#a + 1] = e end
+    if math.floor(u(e, 1, 4) / lvl) % 2 == 1 then b[#b + 1] = e else a[#a + 1] = e end
   end
   put(x, table.concat(a))
   put(n, table.concat(b))
@@ -215,15 +233,15 @@ end
 local function seen(d, at, oldest)
   local n = tonumber(redis.call('HGET', KEYS[6], 'n') or '1')
   local key = string.sub(d, 1, D)
-  local i, lvl = shardOf(struct.unpack('>I4', d), n)
+  local i, lvl = shardOf(u(d, 1, 4), n)
   local s = redis.call('HGET', KEYS[6], i) or ''
   local p = string.find(s, key, 1, true)
   while p and (p - 1) % E ~= 0 do p = string.find(s, key, p + 1, true) end
   if p then
-    if struct.unpack('>I6', s, p + D) >= oldest then return true end
+    if u(s, p + D, 6) >= oldest then return true end
     s = string.sub(s, 1, p - 1) .. string.sub(s, p + E)
   end
-  s = trim(s, oldest) .. key .. struct.pack('>I6', at)
+  s = trim(s, oldest) .. key .. b6(at)
   put(i, s)
   if n > 1 and seq % 4 == 0 then
     local j = (i + 1) % n
@@ -256,9 +274,9 @@ local function withViews(v, n)
       n = n + early
       redis.call('HDEL', KEYS[4], ARGV[7])
     end
-    v = '\2' .. struct.pack('>I6', 0) .. string.sub(v, 2)
+    v = '\2' .. b6(0) .. string.sub(v, 2)
   end
-  return '\2' .. struct.pack('>I6', struct.unpack('>I6', v, 2) + n) .. string.sub(v, 8)
+  return '\2' .. b6(u(v, 2, 6) + n) .. string.sub(v, 8)
 end
 `
 
