@@ -164,6 +164,7 @@ func (p *Projector) dropStrays(ctx context.Context, ctl readmodel.Control) {
 		p.metrics.SelfHeals.Inc()
 		p.logger.Error("READ MODEL VANISHED (Redis restarted empty or was flushed): rebuilding from the stream; the API answers 503 meanwhile", "gen", p.wasLive)
 		p.wasLive = ""
+		_ = p.store.AnnounceSwitch(ctx) // the API stops answering from memory
 	}
 	for g := range ctl.Pos {
 		if g != ctl.Building {

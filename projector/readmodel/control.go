@@ -87,11 +87,23 @@ func (s *Store) Activate(ctx context.Context, gen, prev string) (bool, error) {
 		if err := s.rdb.HDel(ctx, ctlKey(), fieldHeal).Err(); err != nil {
 			return true, fmt.Errorf("activate %s: clear the heal request: %w", gen, err)
 		}
-		// Not retried: the switch is made. A reader that misses it learns
-		// of it when its subscription starts over.
-		_ = s.announce(ctx, s.rdb, announceSwitch).Err()
+		// The switch is made whatever happens to its announcement: a
+		// reader that misses it learns of it when its subscription starts
+		// over, and trusts nothing kept for longer than 2 s meanwhile.
+		_ = s.AnnounceSwitch(ctx)
 	}
 	return n == 1, nil
+}
+
+// AnnounceSwitch tells the readers that anything they read may have
+// changed: another generation is active, or the read model vanished. It
+// tries twice.
+func (s *Store) AnnounceSwitch(ctx context.Context) error {
+	err := s.announce(ctx, s.rdb, announceSwitch).Err()
+	if err != nil {
+		err = s.announce(ctx, s.rdb, announceSwitch).Err()
+	}
+	return err
 }
 
 // Lease takes or renews the projector lease for token, for ttl. It reports
@@ -208,10 +220,15 @@ func (s *Store) SwapRender(ctx context.Context, gen, renderID string) (uint64, e
 	if err != nil {
 		return 0, fmt.Errorf("swap render %s: %w", renderID, err)
 	}
-	if n < 0 {
-		return 0, nil
+	if n >= 0 {
+		return uint64(n), nil
 	}
-	return uint64(n), nil
+	// Swapped: tell the API processes, whose kept bodies of the render
+	// may hold what the swap repaired.
+	if err := s.AnnounceChanged(ctx, renderID); err != nil {
+		return 0, fmt.Errorf("swap render %s: announce: %w", renderID, err)
+	}
+	return 0, nil
 }
 
 // DropScratch deletes a render's scratch copy.

@@ -61,17 +61,27 @@
 // script updates them atomically. Control keys, outside any generation:
 //
 //	sharesd:{meta}:ctl     hash    active, building, handover (generation names),
-//	                               pos:G (resume position of generation G),
+//	                               heal (rebuild the active one), partitions (the
+//	                               deployment's number), pos:G:N (resume position of
+//	                               partition N of generation G; a bare pos:G, from
+//	                               older projectors, counts for every partition),
 //	                               stream:G (creation time of the stream G was
 //	                               built from: a recreated stream is noticed)
-//	sharesd:{meta}:lease   string  token of the projector that holds the lease (TTL)
+//	sharesd:{meta}:lease:N string  token of the projector applying partition N (TTL)
+//	sharesd:{meta}:members zset    running projectors' tokens by membership expiry (ms)
+//	                               (see partitions.go)
 //	sharesd:applied        pub/sub channel: the projector's position after each batch
-//	                       (sharded pub/sub, SPUBLISH, on a Redis Cluster); the
-//	                       payload is "<seq>", or "<seq> keys" when the batch held
-//	                       an apikey.created or apikey.revoked (never a key or its
-//	                       hash), or "switch" when Activate made another generation
-//	                       active; readers ignore words they do not know after
-//	                       "<seq>" (see FollowApplied)
+//	                       (sharded pub/sub, SPUBLISH, on a Redis Cluster); payload
+//	                       "<seq>[ keys][ p=<parts>][ c=<ids>]": "keys" when the batch
+//	                       held an apikey.created or apikey.revoked (never a key or its
+//	                       hash); "p=" the partitions it covered (absent: all); "c=" the
+//	                       ChangeIDs (32-bit FNV-1a of the lowercase id, base 36) of the
+//	                       render of each render and share event and the project of each
+//	                       project.updated — empty when none, absent when more than 512
+//	                       (anything may have changed). "0 c=<ids>" (AnnounceChanged)
+//	                       names renders changed outside a batch (rebuild -render);
+//	                       "switch" when another generation became active or the read
+//	                       model vanished. Readers ignore words they do not know.
 //	sharesd:{fence:N}      string  Redis Cluster only: a counter bumped on one
 //	                               master before WAIT (see Store.Apply); N is
 //	                               chosen so that the key lies on that master
