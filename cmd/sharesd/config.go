@@ -37,13 +37,14 @@ type Config struct {
 	MaxFetchBytes  int
 	LeaseTTL       time.Duration
 	Partitions     int
+	BodyCacheBytes int
 	ReadyStall     time.Duration
 	MaxConns       int
 }
 
 // envVars names the environment variable of each setting; the compose-file
 // test checks that every variable it sets is one of these.
-var envVars = []string{"NATS_URL", "REDIS_URL", "REDIS_CLUSTER", "STREAM_REPLICAS", "HTTP_ADDR", "SHARE_BASE_URL", "CRAFTKIT_ENV", "LOG_LEVEL", "LOG_FORMAT", "DEDUPE_HORIZON", "MIN_SEQ_WAIT", "BATCH_SIZE", "MAX_FETCH_BYTES", "LEASE_TTL", "READY_STALL", "MAX_CONNS", "PARTITIONS"}
+var envVars = []string{"NATS_URL", "REDIS_URL", "REDIS_CLUSTER", "STREAM_REPLICAS", "HTTP_ADDR", "SHARE_BASE_URL", "CRAFTKIT_ENV", "LOG_LEVEL", "LOG_FORMAT", "DEDUPE_HORIZON", "MIN_SEQ_WAIT", "BATCH_SIZE", "MAX_FETCH_BYTES", "LEASE_TTL", "READY_STALL", "MAX_CONNS", "PARTITIONS", "BODY_CACHE_BYTES"}
 
 func envOr(getenv func(string) string, name, def string) string {
 	if v := getenv(name); v != "" {
@@ -135,6 +136,8 @@ func newFlagSet(name string, env *environment, cfg *Config, which ...string) (*f
 		fs.StringVar(&cfg.ShareBase, "share-base-url", envOr(g, "SHARE_BASE_URL", "https://www.craftkit.dev"), "share base of projects without their own (env SHARE_BASE_URL)")
 		fs.StringVar(&cfg.Env, "env", envOr(g, "CRAFTKIT_ENV", events.EnvLive),
 			"key environment this server accepts: "+events.EnvLive+" or "+events.EnvTest+" (env CRAFTKIT_ENV)")
+		fs.IntVar(&cfg.BodyCacheBytes, "body-cache-bytes", errs.int(g, "BODY_CACHE_BYTES", 64<<20),
+			"heap the API may spend on rendered bodies kept in memory, 0 for none (env BODY_CACHE_BYTES)")
 		fs.DurationVar(&cfg.MinSeqWait, "min-seq-wait", errs.duration(g, "MIN_SEQ_WAIT", 2*time.Second), "longest wait of a ?minSeq request (env MIN_SEQ_WAIT)")
 	}
 	if has("projector") {
@@ -215,6 +218,9 @@ func parse(fs *flag.FlagSet, errs *envErrors, cfg *Config, args []string) error 
 	}
 	if fs.Lookup("max-fetch-bytes") != nil && (cfg.MaxFetchBytes < 64<<10 || cfg.MaxFetchBytes > 1<<30) {
 		bad("max-fetch-bytes", "MAX_FETCH_BYTES", strconv.Itoa(cfg.MaxFetchBytes), "65536 to 1073741824")
+	}
+	if fs.Lookup("body-cache-bytes") != nil && (cfg.BodyCacheBytes < 0 || cfg.BodyCacheBytes > 1<<40) {
+		bad("body-cache-bytes", "BODY_CACHE_BYTES", strconv.Itoa(cfg.BodyCacheBytes), "0 to 1099511627776")
 	}
 	if fs.Lookup("partitions") != nil && (cfg.Partitions < 1 || cfg.Partitions > events.MaxPartitions) {
 		bad("partitions", "PARTITIONS", strconv.Itoa(cfg.Partitions), "1 to "+strconv.Itoa(events.MaxPartitions))

@@ -96,6 +96,7 @@ func serve(ctx context.Context, logger *slog.Logger, cfg Config, ln net.Listener
 	metrics := api.NewMetrics(reg)
 	handler := api.NewServer(logger.With("component", "api"), store, positions, metrics, api.Config{
 		Env: cfg.Env, ShareBase: cfg.ShareBase, MinSeqWait: cfg.MinSeqWait, Partitions: cfg.Partitions,
+		BodyCacheBytes: bodyCacheBytes(cfg.BodyCacheBytes),
 		Ready:          readiness(store, proj, cfg.ReadyStall),
 		HealthOnly:     !m.api(),
 		MetricsHandler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
@@ -263,6 +264,15 @@ func stalled(ctx context.Context, store *readmodel.Store, st projector.Status, b
 	}
 	return &api.NotReady{Reason: api.ReasonStalled, Err: fmt.Errorf("%d events waiting, none applied for %s (bound %s); last error: %s",
 		st.Head-st.Applied, idle.Round(time.Second), bound, st.LastError)}
+}
+
+// bodyCacheBytes is -body-cache-bytes as api.Config takes it: 0 there is
+// the default and a negative number turns the cache off.
+func bodyCacheBytes(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // agreePartitions checks, once Redis answers, that the deployment uses
