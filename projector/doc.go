@@ -6,12 +6,12 @@
 //	──────────────────                    ─────────────────────────────────────
 //	seq 1 2 3 … n                         sharesd:G:{R}:render  seq, ver, project
 //	       │ ordered consumer from pos+1   sharesd:G:{R}:shares / recs / clicks / …
-//	       ▼                              sharesd:{meta}:ctl    active, pos:G, …
+//	       ▼                              sharesd:{meta}:ctl    active, pos:G:N, …
 //	┌─────────────┐  batch (≤512)   ┌────────────────────────────────────────┐
 //	│ feed chan   │───────────────▶│ one pipeline:                          │
 //	└─────────────┘  decode each    │   EVALSHA apply (one per event, guarded │
 //	       │ bad → CRAFTKIT_         │     by the entity's last applied seq)   │
-//	       │ DEADLETTER (own hdrs)   │   setPos(G, end of PREVIOUS batch)      │
+//	       │ DEADLETTER (own hdrs)   │   setPartPos(G, end of PREVIOUS batch) │
 //	       ▼                         │   PUBLISH sharesd:applied <seq>         │
 //	  next batch ◀───────────────────│   HGETALL ctl (handover? flushed?)     │
 //	                                └────────────────────────────────────────┘
@@ -87,8 +87,9 @@
 // The API resolves it in the same round trip as the data it reads. A full
 // rebuild writes a new generation from sequence 1 beside the active one;
 // once it has reached the stream's head it is handed over to the live
-// projector (the lease holder), which stops writing the old generation,
-// brings the new one up to its own position and only then makes it active,
+// projectors: the first takes every partition (see partitions.go), stops
+// writing the old generation, brings the new one up to the highest
+// position of the old one's partitions and only then makes it active,
 // so no reader sees a count lower than one it saw before. Without a live
 // projector the rebuild activates the generation itself. The old generation
 // is deleted after a grace period with SCAN and UNLINK.

@@ -21,7 +21,7 @@ import (
 // Config tunes a Projector. Zero values take the defaults.
 type Config struct {
 	BatchSize  int           // events per Redis round trip (default 512)
-	LeaseTTL   time.Duration // how long a dead projector keeps the lease (default 5s)
+	LeaseTTL   time.Duration // how long a dead projector keeps its partition leases (default 5s)
 	DropGrace  time.Duration // how long a replaced generation stays readable (default 5s)
 	MaxBackoff time.Duration // longest pause between retries (default 5s)
 	// MaxFetchBytes bounds the events in memory (default 8 MiB): what the
@@ -51,7 +51,7 @@ func (c *Config) defaults() {
 }
 
 // Projector applies the CRAFTKIT stream to the Redis read model. Any number
-// may run: one holds the lease and projects, the others wait to take over.
+// may run: they share the partitions (see partitions.go).
 type Projector struct {
 	js      jetstream.JetStream
 	store   *readmodel.Store

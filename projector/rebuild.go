@@ -52,8 +52,9 @@ func plural(n uint64, word string) string {
 
 // Rebuild replays the whole stream into a new generation while the active
 // one keeps serving, then swaps it in atomically: itself when no projector
-// holds the lease, else by handing it over to the live projector, which
-// brings it up to its own position first so readers never see an answer
+// holds a partition lease, else by handing it over to the live projectors
+// (the first of which takes every partition for it), which bring it up to
+// their own position first so readers never see an answer
 // older than one they already had. It resumes the generation an interrupted
 // rebuild left unless fresh is set. It returns the new generation.
 func (p *Projector) Rebuild(ctx context.Context, fresh bool, progress func(Progress)) (string, error) {

@@ -242,9 +242,10 @@ func readiness(store *readmodel.Store, proj *projectorPart, stall time.Duration)
 }
 
 // stalled reports api.ReasonStalled when events wait beyond the projector's
-// position and it has not advanced for longer than bound, while it holds
-// the lease or no projector does: a Redis that refuses writes refuses the
-// lease too. A standby whose leader holds the lease answers for nothing.
+// position and it has not advanced for longer than bound, while it holds a
+// partition lease or no projector holds any: a Redis that refuses writes
+// refuses the leases too. A projector without partitions while others
+// hold them answers for nothing.
 func stalled(ctx context.Context, store *readmodel.Store, st projector.Status, bound time.Duration) error {
 	if st.Head <= st.Applied || st.Progress.IsZero() {
 		return nil

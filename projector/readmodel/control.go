@@ -106,27 +106,6 @@ func (s *Store) AnnounceSwitch(ctx context.Context) error {
 	return err
 }
 
-// Lease takes or renews the projector lease for token, for ttl. It reports
-// false when another projector holds it.
-func (s *Store) Lease(ctx context.Context, token string, ttl time.Duration) (bool, error) {
-	n, err := lease.Run(ctx, s.rdb, []string{leaseKey()}, token, ttl.Milliseconds()).Int()
-	if err != nil {
-		return false, fmt.Errorf("lease: %w", err)
-	}
-	return n == 1, nil
-}
-
-// LeaseHeld reports whether any projector holds the lease.
-func (s *Store) LeaseHeld(ctx context.Context) (bool, error) {
-	n, err := s.rdb.Exists(ctx, leaseKey()).Result()
-	return n == 1, err
-}
-
-// ReleaseLease gives the lease up if token holds it.
-func (s *Store) ReleaseLease(ctx context.Context, token string) error {
-	return releaseLease.Run(ctx, s.rdb, []string{leaseKey()}, token).Err()
-}
-
 // DropGen deletes every key of generation gen with SCAN and UNLINK (never
 // KEYS), on every master of a cluster, and forgets its position. It reports
 // how many keys it removed.

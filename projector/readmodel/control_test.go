@@ -183,34 +183,3 @@ func TestSwapRender(t *testing.T) {
 		}
 	})
 }
-
-// TestLease checks that the lease goes to one token at a time and that
-// only its holder releases it, also after Redis lost its script cache.
-func TestLease(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t, 0)
-	ctx := context.Background()
-	held := func() bool {
-		t.Helper()
-		ok, err := f.store.LeaseHeld(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ok
-	}
-	if ok, err := f.store.Lease(ctx, "a", time.Minute); err != nil || !ok {
-		t.Fatalf("Lease(a) = %v, %v, want it taken", ok, err)
-	}
-	if ok, err := f.store.Lease(ctx, "b", time.Minute); err != nil || ok {
-		t.Fatalf("Lease(b) = %v, %v while a holds it, want refused", ok, err)
-	}
-	if err := f.rdb.ScriptFlush(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.store.ReleaseLease(ctx, "b"); err != nil || !held() {
-		t.Fatalf("ReleaseLease(b): err %v, held %v; want a's lease kept", err, held())
-	}
-	if err := f.store.ReleaseLease(ctx, "a"); err != nil || held() {
-		t.Fatalf("ReleaseLease(a): err %v, held %v; want the lease gone", err, held())
-	}
-}

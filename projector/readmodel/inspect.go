@@ -2,15 +2,14 @@ package readmodel
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/redis/go-redis/v9"
 )
 
 // What an operator (or a test) needs to look at the read model from
-// outside without spelling a key: which keys hold a render, and who holds
-// the projector lease.
+// outside without spelling a key: which keys hold a render (who holds the
+// partitions: see LeaseOwners).
 
 // renderKeyNames names what each of a render's keys holds, in renderKeys
 // order: the last part of its name (see doc.go).
@@ -46,21 +45,6 @@ func (s *Store) RenderKeys(ctx context.Context, gen, renderID string) (map[strin
 		}
 	}
 	return out, nil
-}
-
-// LeaseHolder returns the token of the projector that holds the lease, or
-// "" when none does. With ReleaseLease it frees the lease of a projector
-// known to be dead (killed, so it could not give the lease up), so that
-// its successor need not wait out the lease TTL.
-func (s *Store) LeaseHolder(ctx context.Context) (string, error) {
-	token, err := s.rdb.Get(ctx, leaseKey()).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("lease holder: %w", err)
-	}
-	return token, nil
 }
 
 // AddViews changes the view count of share shareID of render renderID in

@@ -43,29 +43,6 @@ func TestRenderKeys(t *testing.T) {
 	}
 }
 
-func TestLeaseHolder(t *testing.T) {
-	t.Parallel()
-	f := newFixture(t, time.Hour)
-	ctx := context.Background()
-	if got, err := f.store.LeaseHolder(ctx); err != nil || got != "" {
-		t.Fatalf("LeaseHolder with no lease = %q, %v; want \"\", nil", got, err)
-	}
-	if ok, err := f.store.Lease(ctx, "dead-projector", time.Minute); err != nil || !ok {
-		t.Fatalf("lease: %v %v", ok, err)
-	}
-	got, err := f.store.LeaseHolder(ctx)
-	if err != nil || got != "dead-projector" {
-		t.Fatalf("LeaseHolder = %q, %v; want dead-projector", got, err)
-	}
-	// A supervisor that killed the holder frees the lease for its successor.
-	if err := f.store.ReleaseLease(ctx, got); err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := f.store.Lease(ctx, "successor", time.Minute); err != nil || !ok {
-		t.Fatalf("successor's lease: %v %v; want it taken at once", ok, err)
-	}
-}
-
 // TestRewind checks that Rewind lowers a position that SetPos only raises,
 // and that it touches no other generation.
 func TestRewind(t *testing.T) {

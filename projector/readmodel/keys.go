@@ -11,9 +11,6 @@ const prefix = "sharesd:"
 // built, a pending handover and one resume position per generation.
 func ctlKey() string { return prefix + "{meta}:ctl" }
 
-// leaseKey names the projector lease (a string with a TTL).
-func leaseKey() string { return prefix + "{meta}:lease" }
-
 // appliedChannel is the pub/sub channel the projector announces its
 // position on, so readers waiting for ?minSeq need not poll.
 func appliedChannel() string { return prefix + "applied" }

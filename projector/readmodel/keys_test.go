@@ -35,7 +35,7 @@ func TestKeysShareHashTags(t *testing.T) {
 		{"every key of one render's scratch copy", renderKeysOf(scratchGen(gen), renderA).slice(), renderA},
 		{"every key of one project", projectKeys(gen, projectA), "p:" + projectA},
 		{"the key index and a key's record", append(keyKeys(gen, keyID), byHashKey(gen)), "keys"},
-		{"the control keys", []string{ctlKey(), leaseKey()}, "meta"},
+		{"the control keys", []string{ctlKey(), partLeaseKey(0), partLeaseKey(7), membersKey()}, "meta"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -102,7 +102,7 @@ func TestGenPattern(t *testing.T) {
 					t.Errorf("%s of generation %s matches %s", k, tt.other, pattern)
 				}
 			}
-			for _, k := range []string{ctlKey(), leaseKey(), appliedChannel()} {
+			for _, k := range []string{ctlKey(), partLeaseKey(3), membersKey(), appliedChannel()} {
 				if ok, _ := path.Match(pattern, k); ok {
 					t.Errorf("control key %s matches %s", k, pattern)
 				}

@@ -368,18 +368,6 @@ end
 return {r[1], r[2], ver, table.concat(out)}
 `)
 
-// setPos raises a generation's resume position, never lowers it.
-//
-//	KEYS  ctl
-//	ARGV  field, position
-var setPos = redis.NewScript(`
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-if not cur or tonumber(cur) < tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-end
-return 0
-`)
-
 // activate makes ARGV[1] the active generation if the active one is still
 // ARGV[2] ("" for none), and clears building/handover when they name it.
 //
@@ -392,24 +380,6 @@ for _, f in ipairs({'building', 'handover'}) do
   if redis.call('HGET', KEYS[1], f) == ARGV[1] then redis.call('HDEL', KEYS[1], f) end
 end
 return 1
-`)
-
-// lease takes or renews the projector lease for token ARGV[1] for ARGV[2] ms.
-//
-//	KEYS  lease
-var lease = redis.NewScript(`
-local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-`)
-
-// releaseLease deletes the projector lease if token ARGV[1] holds it.
-//
-//	KEYS  lease
-var releaseLease = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
 `)
 
 // swapRender moves a rebuilt render's scratch keys over the live ones if the
@@ -431,4 +401,4 @@ end
 return -1
 `)
 
-var allScripts = []*redis.Script{applyRender, applyProject, applyKey, readRender, setPos, activate, lease, releaseLease, swapRender}
+var allScripts = []*redis.Script{applyRender, applyProject, applyKey, readRender, activate, swapRender}
