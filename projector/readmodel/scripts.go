@@ -184,23 +184,33 @@ return fin(reply)
 // negative).
 //
 // u(s, i, n) reads the n-byte big-endian unsigned integer at i of s and
-// b6(v) writes v in 6 such bytes: plain Lua rather than Redis's struct
-// library, which the in-process Redis of `sharesd dev` (miniredis) lacks;
-// each write calls them a few times.
+// b6(v) writes v in 6 such bytes: with Redis's struct library, or in plain
+// Lua where it is missing (the in-process Redis of `sharesd dev`,
+// miniredis), which costs Redis ~10 µs more per event.
 const dedupeLua = `
 local D, E, SPLIT = 10, 16, 48
-local function u(s, i, n)
-  local v = 0
-  for k = i, i + n - 1 do v = v * 256 + string.byte(s, k) end
-  return v
-end
-local function b6(v)
-  local t = {}
-  for k = 6, 1, -1 do
-    t[k] = string.char(v % 256)
-    v = math.floor(v / 256)
+local u, b6
+local hasStruct, st = pcall(function() return struct end)
+if hasStruct and st then
+  u = function(s, i, n)
+    if n == 6 then return (st.unpack('>I6', s, i)) end
+    return (st.unpack('>I4', s, i))
   end
-  return table.concat(t)
+  b6 = function(v) return st.pack('>I6', v) end
+else
+  u = function(s, i, n)
+    local v = 0
+    for k = i, i + n - 1 do v = v * 256 + string.byte(s, k) end
+    return v
+  end
+  b6 = function(v)
+    local t = {}
+    for k = 6, 1, -1 do
+      t[k] = string.char(v % 256)
+      v = math.floor(v / 256)
+    end
+    return table.concat(t)
+  end
 end
 local function shardOf(h, n)
   local lvl = 1
