@@ -103,3 +103,20 @@ func TestRepartition(t *testing.T) {
 		}
 	}
 }
+
+// TestServeRefusesOtherPartitions checks that `sharesd api` and `sharesd
+// projector` started with another number of partitions than the one the
+// deployment recorded stop at once, saying both numbers and what to do.
+func TestServeRefusesOtherPartitions(t *testing.T) {
+	t.Parallel()
+	h := startCtl(t, false)
+	if err := h.store.AgreePartitions(context.Background()); err != nil { // the deployment: 8
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"api", "projector"} {
+		_, _, err := h.run(t, "", sub, "-http-addr", "127.0.0.1:0", "-partitions", "16")
+		if err == nil || !strings.Contains(err.Error(), "uses 8, this process was started with 16") || !strings.Contains(err.Error(), "PARTITIONS=8") {
+			t.Errorf("sharesd %s -partitions 16 on a deployment of 8: %v, want a refusal naming both and the fix", sub, err)
+		}
+	}
+}
