@@ -14,10 +14,10 @@ import (
 // This file shares the partitions among the running projectors. Each
 // projector renews a membership and the partition leases it holds every
 // LeaseTTL/3; from the members it works out its fair share (the partitions
-// divided by the members, the remainder going to the first tokens in
-// order) and gives up or takes leases to reach it. Generation work — a
+// divided by the members, the remainder going to the first in rank: see
+// share) and gives up or takes leases to reach it. Generation work — a
 // build from nothing, a takeover from a rebuild, a rebuild after the stream
-// went backwards — needs every partition: the first member in token order
+// went backwards — needs every partition: the first member in rank
 // then takes them all and the others give theirs up until it is done.
 //
 // A run applies the partitions its projector holds, from the lowest of
