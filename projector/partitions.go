@@ -87,22 +87,30 @@ func holdings(owners []string) map[string]int {
 	return held
 }
 
-// balance renews this projector's membership and leases and gives up or
-// takes leases to reach its share. It returns the partitions it holds.
-func (p *Projector) balance(ctx context.Context) ([]int, error) {
-	l, err := p.store.RenewLeases(ctx, p.token, p.cfg.LeaseTTL)
-	if err != nil {
-		return nil, err
+// standing renews this projector's membership and leases and works out
+// its share: the leases it holds, how many it should hold and every
+// partition's owner ("" for none).
+func (p *Projector) standing(ctx context.Context) (l readmodel.Leases, want int, owners []string, err error) {
+	if l, err = p.store.RenewLeases(ctx, p.token, p.cfg.LeaseTTL); err != nil {
+		return l, 0, nil, err
 	}
 	ctl, err := p.store.ReadControl(ctx)
 	if err != nil {
-		return nil, err
+		return l, 0, nil, err
 	}
-	owners, err := p.store.LeaseOwners(ctx)
+	if owners, err = p.store.LeaseOwners(ctx); err != nil {
+		return l, 0, nil, err
+	}
+	return l, share(p.token, l.Members, holdings(owners), p.store.Partitions(), ctl), owners, nil
+}
+
+// balance renews this projector's membership and leases and gives up or
+// takes leases to reach its share. It returns the partitions it holds.
+func (p *Projector) balance(ctx context.Context) ([]int, error) {
+	l, want, _, err := p.standing(ctx)
 	if err != nil {
 		return nil, err
 	}
-	want := share(p.token, l.Members, holdings(owners), p.store.Partitions(), ctl)
 	owned := l.Owned
 	switch {
 	case len(owned) > want:
@@ -149,7 +157,7 @@ func (p *Projector) watch(ctx context.Context, cancel context.CancelCauseFunc, o
 
 // check renews owned and says whether the run on them should end.
 func (p *Projector) check(ctx context.Context, owned []int) error {
-	l, err := p.store.RenewLeases(ctx, p.token, p.cfg.LeaseTTL)
+	l, want, owners, err := p.standing(ctx)
 	if err != nil {
 		return err
 	}
@@ -158,15 +166,6 @@ func (p *Projector) check(ctx context.Context, owned []int) error {
 			return errLeaseLost
 		}
 	}
-	ctl, err := p.store.ReadControl(ctx)
-	if err != nil {
-		return err
-	}
-	owners, err := p.store.LeaseOwners(ctx)
-	if err != nil {
-		return err
-	}
-	want := share(p.token, l.Members, holdings(owners), p.store.Partitions(), ctl)
 	if want < len(owned) || want > len(owned) && slices.Contains(owners, "") {
 		return errRebalance
 	}

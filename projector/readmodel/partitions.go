@@ -98,7 +98,7 @@ type Leases struct {
 // RenewLeases renews token's membership and every partition lease it
 // holds, for ttl, and drops members whose membership expired.
 func (s *Store) RenewLeases(ctx context.Context, token string, ttl time.Duration) (Leases, error) {
-	keys := append([]string{membersKey()}, s.leaseKeys()...)
+	keys := append([]string{membersKey()}, leaseKeys(s.Partitions())...)
 	res, err := renewLeases.Run(ctx, s.rdb, keys, token, ttl.Milliseconds()).Slice()
 	if err != nil || len(res) != 2 {
 		return Leases{}, fmt.Errorf("renew leases: %w", err)
@@ -111,7 +111,7 @@ func (s *Store) RenewLeases(ctx context.Context, token string, ttl time.Duration
 // ClaimLeases takes up to want free partition leases for token, for ttl,
 // lowest partitions first, and returns the ones it took.
 func (s *Store) ClaimLeases(ctx context.Context, token string, ttl time.Duration, want int) ([]int, error) {
-	res, err := claimLeases.Run(ctx, s.rdb, s.leaseKeys(), token, ttl.Milliseconds(), want).Slice()
+	res, err := claimLeases.Run(ctx, s.rdb, leaseKeys(s.Partitions()), token, ttl.Milliseconds(), want).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("claim leases: %w", err)
 	}
@@ -138,15 +138,7 @@ func (s *Store) ReleaseLeases(ctx context.Context, token string, parts []int, le
 // LeaseOwners returns the token that holds each partition's lease ("" for
 // none), indexed by partition.
 func (s *Store) LeaseOwners(ctx context.Context) ([]string, error) {
-	vals, err := s.rdb.MGet(ctx, s.leaseKeys()...).Result()
-	if err != nil {
-		return nil, fmt.Errorf("lease owners: %w", err)
-	}
-	out := make([]string, len(vals))
-	for i, v := range vals {
-		out[i], _ = v.(string)
-	}
-	return out, nil
+	return s.leaseOwners(ctx, s.Partitions())
 }
 
 // LeasesHeld counts the partitions whose lease some projector holds, of
@@ -157,22 +149,31 @@ func (s *Store) LeasesHeld(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	keys := make([]string, max(n, s.Partitions()))
-	for p := range keys {
-		keys[p] = partLeaseKey(p)
-	}
-	vals, err := s.rdb.MGet(ctx, keys...).Result()
+	owners, err := s.leaseOwners(ctx, max(n, s.Partitions()))
 	held := 0
-	for _, v := range vals {
-		if v != nil {
+	for _, o := range owners {
+		if o != "" {
 			held++
 		}
 	}
 	return held, err
 }
 
-func (s *Store) leaseKeys() []string {
-	keys := make([]string, s.Partitions())
+// leaseOwners is LeaseOwners for partitions 0 to n-1.
+func (s *Store) leaseOwners(ctx context.Context, n int) ([]string, error) {
+	vals, err := s.rdb.MGet(ctx, leaseKeys(n)...).Result()
+	if err != nil {
+		return nil, fmt.Errorf("lease owners: %w", err)
+	}
+	out := make([]string, len(vals))
+	for i, v := range vals {
+		out[i], _ = v.(string)
+	}
+	return out, nil
+}
+
+func leaseKeys(n int) []string {
+	keys := make([]string, n)
 	for p := range keys {
 		keys[p] = partLeaseKey(p)
 	}
