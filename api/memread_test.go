@@ -70,6 +70,18 @@ func (w *modelWorld) check(t testing.TB, what string, r reply, render string) {
 
 // warm reads render until its body is kept, and checks that the next reads
 // are answered from memory, without a list read in Redis.
+// warmWorld is a world holding a live key and renderA with share s1, and
+// an API following it whose body of renderA is kept.
+func warmWorld(t *testing.T) (*modelWorld, *follower) {
+	t.Helper()
+	w := newModelWorld(t)
+	w.apply(eventstest.APIKeyCreated(projectA, "key_live", liveKey, "live"),
+		eventstest.RenderCreated(projectA, renderA), eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
+	f := w.follow(api.Config{})
+	warm(t, f, renderA, liveKey)
+	return w, f
+}
+
 func warm(t testing.TB, f *follower, render, key string) {
 	t.Helper()
 	get(t, f.srv, render, key)
@@ -221,11 +233,7 @@ func TestMemoryReadSelfHeal(t *testing.T) {
 // Redis until the subscription is live, then bodies are kept again.
 func TestMemoryReadSubscriptionKilled(t *testing.T) {
 	t.Parallel()
-	w := newModelWorld(t)
-	w.apply(eventstest.APIKeyCreated(projectA, "key_live", liveKey, "live"),
-		eventstest.RenderCreated(projectA, renderA), eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
-	f := w.follow(api.Config{})
-	warm(t, f, renderA, liveKey)
+	w, f := warmWorld(t)
 	if err := w.redis.Client(t).ClientKillByFilter(context.Background(), "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -249,11 +257,7 @@ func TestMemoryReadSubscriptionKilled(t *testing.T) {
 // answers changes and keeps bodies again.
 func TestMemoryReadRedisPaused(t *testing.T) {
 	t.Parallel()
-	w := newModelWorld(t)
-	w.apply(eventstest.APIKeyCreated(projectA, "key_live", liveKey, "live"),
-		eventstest.RenderCreated(projectA, renderA), eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
-	f := w.follow(api.Config{})
-	warm(t, f, renderA, liveKey)
+	w, f := warmWorld(t)
 	w.redis.Pause(t)
 	paused := time.Now()
 	f.wait(t, "the subscription lost", func(a readmodel.AppliedPos) bool { return a.Lost })
@@ -334,11 +338,7 @@ func TestMemoryReadRaceGuard(t *testing.T) {
 // the first request after Store.AnnounceChanged names it.
 func TestMemoryReadAnnounceChanged(t *testing.T) {
 	t.Parallel()
-	w := newModelWorld(t)
-	w.apply(eventstest.APIKeyCreated(projectA, "key_live", liveKey, "live"),
-		eventstest.RenderCreated(projectA, renderA), eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"))
-	f := w.follow(api.Config{})
-	warm(t, f, renderA, liveKey)
+	w, f := warmWorld(t)
 	evs := []eventstest.Event{eventstest.ShareViewed(projectA, renderA, "s1")}
 	ops := w.ops(evs...)
 	if _, _, err := w.store.Apply(context.Background(), w.gen, ops, 0, false); err != nil { // not announced
