@@ -115,7 +115,9 @@ func (p *Projector) observeBatch(start time.Time, size int, last *jetstream.MsgM
 
 // settle counts what applying op did and dead-letters what it rejected:
 // the event itself (another project's, or a key hash another key owns),
-// and the other projects' events that were held for a render op registered.
+// and the events applied before it that it rejects (see readmodel.Result):
+// other projects' events that were held for a render op registered, or the
+// later creation of a key id whose hash op took over.
 // A redelivery dead-letters again: the copy may not have been published
 // before a crash, and the dead-letter stream keeps one copy (see deadLetter).
 func (p *Projector) settle(ctx context.Context, r run, op readmodel.Op, src jetstream.Msg, res readmodel.Result) error {
@@ -131,13 +133,20 @@ func (p *Projector) settle(ctx context.Context, r run, op readmodel.Op, src jets
 			return err
 		}
 	case readmodel.HashTaken:
-		const reason = "keyHash is already registered to another API key id"
-		if err := p.deadLetter(ctx, r, src, op.Seq, events.CodeKeyHashTaken, "data.keyHash", reason); err != nil {
+		if err := p.deadLetter(ctx, r, src, op.Seq, events.CodeKeyHashTaken, "data.keyHash", hashTakenReason); err != nil {
 			return err
 		}
 	}
-	return p.deadLetterHeld(ctx, r, op.Seq, res.Foreign)
+	if op.Event.Type == events.TypeAPIKeyCreated {
+		return p.deadLetterApplied(ctx, r, op.Seq, res.Rejects, events.CodeKeyHashTaken, "data.keyHash", hashTakenReason)
+	}
+	return p.deadLetterApplied(ctx, r, op.Seq, res.Rejects, events.CodeProjectMismatch, "projectId", heldReason)
 }
+
+const (
+	hashTakenReason = "keyHash is already registered to another API key id"
+	heldReason      = "projectId is not the project that registered the render"
+)
 
 func entityWord(t events.Type) string {
 	if t.RenderScoped() {

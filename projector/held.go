@@ -10,17 +10,17 @@ import (
 	"github.com/craftkit/sharesd/events"
 )
 
-// deadLetterHeld dead-letters the events that other projects sent for a
-// render before trigger registered it to its project (see
-// readmodel.Result): they are read back from the stream by sequence. One
-// the stream no longer holds is recorded as not stored (see recordFailure)
-// and passed over.
-func (p *Projector) deadLetterHeld(ctx context.Context, r run, trigger uint64, seqs []uint64) error {
+// deadLetterApplied dead-letters, under code, the events applied (or held)
+// before trigger that trigger rejects (see readmodel.Result): the events
+// other projects sent for a render before trigger registered it, or the
+// later creation of a key id whose hash trigger took over. They are read
+// back from the stream by sequence. One the stream no longer holds is
+// recorded as not stored (see recordFailure) and passed over.
+func (p *Projector) deadLetterApplied(ctx context.Context, r run, trigger uint64, seqs []uint64, code, field, reason string) error {
 	if len(seqs) == 0 {
 		return nil
 	}
 	var s jetstream.Stream // looked up at the first event not yet dead-lettered
-	const reason = "projectId is not the project that registered the render"
 	for _, seq := range seqs {
 		done, err := r.dead.handled(ctx, seq, trigger)
 		if err != nil {
@@ -40,7 +40,7 @@ func (p *Projector) deadLetterHeld(ctx context.Context, r run, trigger uint64, s
 			// Recorded like a copy the dead-letter stream refused, so
 			// `sharesd deadletter list` shows it.
 			gone := origin{seq: seq}
-			if err := p.recordFailure(ctx, r.dead, gone, trigger, events.CodeProjectMismatch, "projectId", reason,
+			if err := p.recordFailure(ctx, r.dead, gone, trigger, code, field, reason,
 				"gone_from_stream", "the event is no longer in the stream"); err != nil {
 				return err
 			}
@@ -48,9 +48,9 @@ func (p *Projector) deadLetterHeld(ctx context.Context, r run, trigger uint64, s
 		}
 		if err != nil {
 			p.metrics.NATSErrors.Inc()
-			return fmt.Errorf("read held event seq %d: %w", seq, err)
+			return fmt.Errorf("read rejected event seq %d: %w", seq, err)
 		}
-		if err := p.deadLetterRaw(ctx, r, m, trigger, events.CodeProjectMismatch, "projectId", reason); err != nil {
+		if err := p.deadLetterRaw(ctx, r, m, trigger, code, field, reason); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package projector_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -109,4 +110,84 @@ func TestKeyHashNotReRegistered(t *testing.T) {
 	if got := lookup(); !got.Revoked || got.ID != "key_owner" {
 		t.Fatalf("key = %+v, want key_owner, revoked for good", got)
 	}
+}
+
+// TestKeyHashTakenOverAcrossPartitions: two creations of one key hash under
+// key ids in different partitions, applied out of stream order because the
+// earlier one's partition lags (its lease held by a projector that died).
+// The later creation binds the hash first; when the earlier one is applied
+// it takes the hash over and the later creation is dead-lettered as
+// key_hash_taken, as applying the stream in order would have done.
+func TestKeyHashTakenOverAcrossPartitions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const parts = 2
+	e.store.SetPartitions(parts)
+	ctx := context.Background()
+	first, later := keyIDInPartition(t, 0, parts), keyIDInPartition(t, 1, parts)
+
+	a := e.startWith(t, projector.Config{LeaseTTL: time.Second})
+	e.waitOwners(t, 1)
+	// A projector that died holding the first creation's partition: its
+	// lease runs out after ttl.
+	const dead, ttl = "dead-projector", 5 * time.Second
+	if _, err := e.store.RenewLeases(ctx, dead, ttl); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.ReleaseLeases(ctx, a.p.Token(), []int{0}, false); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.store.ClaimLeases(ctx, dead, ttl, 1); err != nil || !slices.Equal(got, []int{0}) {
+		t.Fatalf("claim for the dead one: %v, %v; want [0]", got, err)
+	}
+	polltest.WaitFor(t, 10*time.Second, func() error {
+		if parts := a.p.Status().Parts; !slices.Equal(parts, []int{1}) {
+			return fmt.Errorf("the live projector applies partitions %v, want [1]", parts)
+		}
+		return nil
+	})
+
+	key := "ck_live_" + eventstest.NewUUID()
+	hash := events.KeyHash(key)
+	owner, intruder := eventstest.NewUUID(), eventstest.NewUUID()
+	firstSeq := e.publish(t, eventstest.APIKeyCreated(owner, first, key, "live"))
+	laterSeq := e.publish(t, eventstest.APIKeyCreated(intruder, later, key, "live"))
+	lookup := func(want readmodel.Key) func() error {
+		return func() error {
+			got, err := e.store.Key(ctx, hash)
+			if err != nil || got != want {
+				return fmt.Errorf("key = %+v, %v; want %+v", got, err, want)
+			}
+			return nil
+		}
+	}
+	// Before the dead lease runs out, only the later creation is applied.
+	polltest.WaitFor(t, 20*time.Second, lookup(readmodel.Key{ID: later, ProjectID: intruder, Environment: "live"}))
+	if owners, err := e.store.LeaseOwners(ctx); err != nil || owners[0] != dead {
+		t.Fatalf("lease owners %q, %v: the dead one's lease ran out before the test could look", owners, err)
+	}
+
+	polltest.WaitFor(t, 20*time.Second, lookup(readmodel.Key{ID: first, ProjectID: owner, Environment: "live"}))
+	e.waitApplied(t, laterSeq, a)
+	dl := e.deadLetterOf(t, laterSeq)
+	if dl == nil || dl.Header.Get(projector.HeaderCode) != events.CodeKeyHashTaken ||
+		dl.Header.Get(projector.HeaderTrigger) != itoa(firstSeq) {
+		t.Fatalf("dead letter of the later creation = %v, want key_hash_taken triggered by seq %d", dl, firstSeq)
+	}
+	if dl := e.deadLetterOf(t, firstSeq); dl != nil {
+		t.Fatalf("the first creation was dead-lettered: %v", dl.Header)
+	}
+}
+
+// keyIDInPartition returns a key id whose events fall in partition q of n.
+func keyIDInPartition(t testing.TB, q, n int) string {
+	t.Helper()
+	for range 1000 {
+		id := "key_" + eventstest.NewUUID()
+		if events.PartitionOf(id, n) == q {
+			return id
+		}
+	}
+	t.Fatalf("no key id in partition %d of %d", q, n)
+	return ""
 }

@@ -60,10 +60,12 @@ type early struct {
 	seen    map[string]time.Time
 }
 
-// Key is an API key as the model knows it.
+// Key is an API key as the model knows it. Hash is set only while the key
+// id owns it; Created says its first apikey.created was applied, whether
+// or not its hash was free.
 type Key struct {
 	Project, Hash, Env string
-	Revoked            bool
+	Revoked, Created   bool
 }
 
 // Model is the fold of a stream.
@@ -115,15 +117,19 @@ func (m *Model) Apply(msg Msg) {
 	}
 	switch d := ev.Data.(type) {
 	case *events.APIKeyCreated:
-		if owner, ok := m.owners[d.KeyHash]; ok && owner != d.KeyID {
-			m.reject(msg.Seq, events.CodeKeyHashTaken)
-			return
-		}
+		// A key id's first creation decides it; a hash owned by an earlier
+		// creation leaves the key id without a key.
 		m.applyKey(msg, ev, d.KeyID, func(k *Key) {
-			if k.Hash == "" {
-				k.Hash, k.Env = d.KeyHash, d.Environment
-				m.owners[d.KeyHash] = d.KeyID
+			if k.Created {
+				return
 			}
+			k.Created = true
+			if _, taken := m.owners[d.KeyHash]; taken {
+				m.reject(msg.Seq, events.CodeKeyHashTaken)
+				return
+			}
+			k.Hash, k.Env = d.KeyHash, d.Environment
+			m.owners[d.KeyHash] = d.KeyID
 		})
 	case *events.APIKeyRevoked:
 		m.applyKey(msg, ev, d.KeyID, func(k *Key) { k.Revoked = true })

@@ -92,8 +92,8 @@ func TestCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 3 renders × (render, recs, dedupe) + project hash and
-	// seen set + key index and 3 key records.
-	if got, want := gens[f.gen], int64(3*3+2+1+3); got != want {
+	// seen set + key index, registrations and 3 key records.
+	if got, want := gens[f.gen], int64(3*3+2+2+3); got != want {
 		t.Fatalf("keys of generation %s found = %d, want %d (every master scanned)", f.gen, got, want)
 	}
 	n, err := f.store.DropGen(ctx, f.gen)

@@ -52,9 +52,14 @@
 //	                               id by stream time, trimmed and expiring like
 //	                               a render's dedupe table
 //	sharesd:G:{keys}:byhash hash   SHA-256 of an API key -> "revoked:env:project:keyId";
-//	                               a hash belongs for good to the first key id
-//	                               that registered it
-//	sharesd:G:{keys}:key:K hash    seq, project, hash, env, revoked
+//	                               a hash belongs for good to the key id whose
+//	                               creation comes first in the stream
+//	sharesd:G:{keys}:byreg hash    SHA-256 of an API key -> stream sequence of
+//	                               its owner's creation (none: written by an
+//	                               earlier version, counts as the earliest)
+//	sharesd:G:{keys}:key:K hash    seq, project, hash, env, revoked, reg (the
+//	                               sequence of K's creation), disp (the owner's
+//	                               creation K took the hash from)
 //
 // where R is a render id, P a project id and K an API key id. The braces are
 // Redis Cluster hash tags: every key of one render hashes to one slot, so one

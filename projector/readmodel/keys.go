@@ -75,7 +75,7 @@ func projectBase(gen, projectID string) string { return prefix + gen + ":{p:" + 
 // keys share the hash tag {keys} so one script updates index and record.
 func keyKeys(gen, keyID string) []string {
 	base := prefix + gen + ":{keys}:"
-	return []string{base + "byhash", base + "key:" + keyID}
+	return []string{base + "byhash", base + "key:" + keyID, base + "byreg"}
 }
 
 func byHashKey(gen string) string { return prefix + gen + ":{keys}:byhash" }

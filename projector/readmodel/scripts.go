@@ -312,39 +312,61 @@ return 0
 `)
 
 // applyKey applies apikey.created and apikey.revoked. The by-hash index
-// maps a key hash to "<revoked 0|1>:<env>:<projectId>:<keyId>". A hash
-// belongs for good to the first key id that registered it: apikey.created
-// of a hash that another key id owns changes nothing and answers HashTaken,
-// before any other check, so a redelivery answers the same. The first
-// apikey.created of a key id wins, and a revocation is final.
+// maps a key hash to "<revoked 0|1>:<env>:<projectId>:<keyId>", and byreg
+// maps it to the stream sequence of that key id's creation.
 //
-//	KEYS  byhash, key record
+// A key id's first apikey.created decides it (later ones change nothing),
+// and a revocation is final. A hash belongs for good to the key id whose
+// creation comes first in the stream: a creation whose hash is owned by an
+// earlier one answers HashTaken, and its key id stays without a key. The
+// partitions of the stream are applied independently, so the creations of
+// one hash can be applied out of stream order: one that comes earlier in
+// the stream than the hash's owner takes the hash over and answers the
+// owner's sequence, for the caller to dead-letter as HashTaken, which is
+// what applying the stream in order would have done. A key id keeps the
+// sequence of its creation ("reg") and the one it took over ("disp"), so a
+// redelivery answers as the first delivery did. Entries written before
+// byreg existed count as the earliest.
+//
+//	KEYS  byhash, key record, byreg
 //	ARGV  seq, type, projectId, keyId, hash, env
 var applyKey = redis.NewScript(`
-if ARGV[2] == 'apikey.created' then
-  local owner = redis.call('HGET', KEYS[1], ARGV[5])
-  if owner and string.match(owner, '^[^:]*:[^:]*:[^:]*:(.*)$') ~= ARGV[4] then return 7 end
-end
 local seq = tonumber(ARGV[1])
-local cur = redis.call('HMGET', KEYS[2], 'seq', 'project')
+local function owner(hash)
+  local o = redis.call('HGET', KEYS[1], hash)
+  return o and string.match(o, '^[^:]*:[^:]*:[^:]*:(.*)$')
+end
+local cur = redis.call('HMGET', KEYS[2], 'seq', 'project', 'hash', 'reg', 'disp')
 if cur[1] and tonumber(cur[1]) >= seq then
   if cur[2] and cur[2] ~= ARGV[3] then return 5 end
-  return 1
+  if ARGV[2] ~= 'apikey.created' or tonumber(cur[4] or '0') ~= seq then return 1 end
+  local o = 1
+  if owner(cur[3]) ~= ARGV[4] then o = 7 end
+  if cur[5] then return {o, cur[5]} end
+  return o
 end
 redis.call('HSET', KEYS[2], 'seq', ARGV[1])
 if cur[2] and cur[2] ~= ARGV[3] then return 3 end
 if not cur[2] then redis.call('HSET', KEYS[2], 'project', ARGV[3]) end
+local out = 0
 if ARGV[2] == 'apikey.created' then
-  if redis.call('HSETNX', KEYS[2], 'hash', ARGV[5]) == 0 then return 0 end
-  redis.call('HSET', KEYS[2], 'env', ARGV[6])
+  if cur[3] then return 0 end
+  redis.call('HSET', KEYS[2], 'hash', ARGV[5], 'env', ARGV[6], 'reg', ARGV[1])
+  if owner(ARGV[5]) then
+    local reg = redis.call('HGET', KEYS[3], ARGV[5]) or '0'
+    if tonumber(reg) < seq then return 7 end
+    redis.call('HSET', KEYS[2], 'disp', reg)
+    out = {0, reg}
+  end
+  redis.call('HSET', KEYS[3], ARGV[5], ARGV[1])
 else
   redis.call('HSET', KEYS[2], 'revoked', '1')
 end
 local k = redis.call('HMGET', KEYS[2], 'hash', 'env', 'revoked')
-if k[1] and k[2] then
+if k[1] and k[2] and (out ~= 0 or (owner(k[1]) or ARGV[4]) == ARGV[4]) then
   redis.call('HSET', KEYS[1], k[1], (k[3] or '0') .. ':' .. k[2] .. ':' .. ARGV[3] .. ':' .. ARGV[4])
 end
-return 0
+return out
 `)
 
 // readRender reads one render's list in one step. It returns nil when the

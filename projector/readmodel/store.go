@@ -87,7 +87,8 @@ const (
 	// Pending: the render is not registered yet; the event is held apart
 	// for its project until a render.created or share.created registers it.
 	Pending Outcome = 6
-	// HashTaken: an apikey.created whose key hash another key id owns.
+	// HashTaken: an apikey.created whose key hash a key id registered
+	// earlier in the stream owns.
 	HashTaken Outcome = 7
 )
 
@@ -113,14 +114,15 @@ func (o Outcome) String() string {
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }
 
-// A Result is what applying one event did, with the stream sequences of the
-// events that its registration of a render rejected: events of other
-// projects that were held pending for the render (see applyRender). The
-// caller dead-letters those too; a redelivered registration lists them
-// again.
+// A Result is what applying one event did, with the stream sequences of
+// events applied before it that it rejects: for the registration of a
+// render, other projects' events held pending for the render (see
+// applyRender); for an apikey.created, the creation of the key id that
+// owned its hash but comes later in the stream (see applyKey). The caller
+// dead-letters those too; a redelivery lists them again.
 type Result struct {
 	Outcome Outcome
-	Foreign []uint64
+	Rejects []uint64
 }
 
 // Op is one event at its place in the stream.
@@ -264,7 +266,7 @@ func (s *Store) apply(ctx context.Context, gen string, ops []Op, cp Checkpoint, 
 }
 
 // parseResult reads a write script's reply: an outcome, or {outcome,
-// foreign sequence, ...} (see applyRender).
+// rejected sequence, ...} (see Result).
 func parseResult(c *redis.Cmd) (Result, error) {
 	v, err := c.Result()
 	if err != nil {
@@ -281,14 +283,14 @@ func parseResult(c *redis.Cmd) (Result, error) {
 		if !ok {
 			return Result{}, fmt.Errorf("script reply starts with %T, want an outcome", v[0])
 		}
-		r := Result{Outcome: Outcome(o), Foreign: make([]uint64, 0, len(v)-1)}
+		r := Result{Outcome: Outcome(o), Rejects: make([]uint64, 0, len(v)-1)}
 		for _, x := range v[1:] {
 			s, _ := x.(string)
 			seq, err := strconv.ParseUint(s, 10, 64)
 			if err != nil {
-				return Result{}, fmt.Errorf("script reply: foreign sequence %q", s)
+				return Result{}, fmt.Errorf("script reply: rejected sequence %q", s)
 			}
-			r.Foreign = append(r.Foreign, seq)
+			r.Rejects = append(r.Rejects, seq)
 		}
 		return r, nil
 	}
