@@ -127,6 +127,9 @@ func TestKeyHashTakenOverAcrossPartitions(t *testing.T) {
 	first, later := keyIDInPartition(t, 0, parts), keyIDInPartition(t, 1, parts)
 
 	a := e.startWith(t, projector.Config{LeaseTTL: time.Second})
+	// Once it runs live: while it builds the first generation it needs
+	// every partition and would take back the one given to the dead one.
+	e.waitApplied(t, e.publish(t, eventstest.RenderCreated(eventstest.NewUUID(), eventstest.NewUUID())), a)
 	e.waitOwners(t, 1)
 	// A projector that died holding the first creation's partition: its
 	// lease runs out after ttl.

@@ -13,7 +13,8 @@ import (
 
 // This file shares the partitions among the running projectors. Each
 // projector renews a membership and the partition leases it holds every
-// LeaseTTL/3; from the members it works out its fair share (the partitions
+// LeaseTTL/3, and at once when another one announces that it gave up
+// leases or joined; from the members it works out its fair share (the partitions
 // divided by the members, the remainder going to the first in rank: see
 // share) and gives up or takes leases to reach it. Generation work — a
 // build from nothing, a takeover from a rebuild, a rebuild after the stream
@@ -130,14 +131,15 @@ func (p *Projector) balance(ctx context.Context) ([]int, error) {
 	return owned, nil
 }
 
-// watch renews the leases of owned every LeaseTTL/3 while ctx lives. It
-// cancels ctx with errLeaseLost when one of them was lost or could not be
-// renewed before it expired, and with errRebalance when this projector
-// should hold fewer, or more while some are free.
+// watch renews the leases of owned every LeaseTTL/3, and at once when
+// another projector gave up leases or joined, while ctx lives. It cancels
+// ctx with errLeaseLost when one of them was lost or could not be renewed
+// before it expired, and with errRebalance when this projector should hold
+// fewer, or more while some are free.
 func (p *Projector) watch(ctx context.Context, cancel context.CancelCauseFunc, owned []int) {
 	last := time.Now()
 	for {
-		sleep(ctx, p.cfg.LeaseTTL/3)
+		p.pause(ctx, p.cfg.LeaseTTL/3)
 		if ctx.Err() != nil {
 			return
 		}

@@ -158,3 +158,42 @@ func TestPartitionOfRender(t *testing.T) {
 		}
 	}
 }
+
+// TestHandoverAtOnce: with leases renewed only every 10s (LeaseTTL 30s),
+// partitions still move at once, because a projector that joins or stops
+// says so on the leases channel instead of leaving the others to find out
+// at their next renewal: one that joins gets its share, and one that stops
+// hands its partitions over, each within a few seconds.
+func TestHandoverAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	const parts = 4
+	e.store.SetPartitions(parts)
+	const bound = 5 * time.Second // a renewal is 10s away
+	cfg := projector.Config{LeaseTTL: 30 * time.Second}
+	project := eventstest.NewUUID()
+	a := e.startWith(t, cfg)
+	e.waitApplied(t, e.publish(t, eventstest.RenderCreated(project, eventstest.NewUUID())), a)
+	e.waitOwners(t, 1)
+
+	start := time.Now()
+	b := e.startWith(t, cfg)
+	owners := e.waitOwners(t, 2)
+	if d := time.Since(start); d > bound {
+		t.Fatalf("a joining projector got its share after %v, want within %v", d, bound)
+	}
+
+	var render string // in a partition b holds
+	for render == "" || owners[events.PartitionOf(render, parts)] != b.p.Token() {
+		render = eventstest.NewUUID()
+	}
+	b.stop(t)
+	start = time.Now()
+	if owners := e.waitOwners(t, 1); owners[0] != a.p.Token() {
+		t.Fatalf("owners %q, want all %s", owners, a.p.Token())
+	}
+	if d := time.Since(start); d > bound {
+		t.Fatalf("a stopped projector's partitions were taken over after %v, want within %v", d, bound)
+	}
+	e.waitApplied(t, e.publish(t, eventstest.RenderCreated(project, render)), a)
+}

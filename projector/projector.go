@@ -64,6 +64,10 @@ type Projector struct {
 	// vanished read model is told from a first start (step's goroutine only).
 	wasLive string
 
+	// wake ends a wait for the next lease renewal early: another projector
+	// gave up leases or joined (see readmodel.Store.FollowLeases).
+	wake chan struct{}
+
 	mu     sync.Mutex
 	status Status
 }
@@ -92,7 +96,7 @@ func New(js jetstream.JetStream, store *readmodel.Store, logger *slog.Logger, me
 	_, _ = rand.Read(b[:])
 	host, _ := os.Hostname()
 	token := fmt.Sprintf("%s:%d:%s", host, os.Getpid(), hex.EncodeToString(b[:]))
-	return &Projector{js: js, store: store, logger: logger, metrics: metrics, cfg: cfg, token: token}
+	return &Projector{js: js, store: store, logger: logger, metrics: metrics, cfg: cfg, token: token, wake: make(chan struct{}, 1)}
 }
 
 // Status returns a copy of the projector's status.
@@ -150,7 +154,11 @@ func (p *Projector) update(f func(*Status)) {
 // It first records the store's number of partitions as the deployment's,
 // or returns readmodel.ErrPartitionsDiffer when another one is recorded.
 func (p *Projector) Run(ctx context.Context) error {
+	follow, stopFollowing := context.WithCancel(ctx)
+	defer stopFollowing()
+	go p.store.FollowLeases(follow, p.nudge)
 	backoff := newBackoff(p.cfg.MaxBackoff)
+	joined := false
 	for agreed := false; ctx.Err() == nil; {
 		if !agreed {
 			err := p.store.AgreePartitions(ctx)
@@ -165,6 +173,11 @@ func (p *Projector) Run(ctx context.Context) error {
 			agreed = true
 		}
 		owned, err := p.balance(ctx)
+		if err == nil && !joined {
+			// The others share the partitions with this new member at
+			// once rather than at their next renewal.
+			joined = p.store.AnnounceLeases(ctx) == nil
+		}
 		switch {
 		case err != nil:
 			p.fail(ctx, "take leases", err)
@@ -172,7 +185,7 @@ func (p *Projector) Run(ctx context.Context) error {
 			backoff.wait(ctx)
 		case len(owned) == 0:
 			p.update(func(s *Status) { s.Leader = false })
-			sleep(ctx, p.cfg.LeaseTTL/5)
+			p.pause(ctx, p.cfg.LeaseTTL/5)
 		default:
 			backoff.reset()
 			p.update(func(s *Status) { s.Leader = true })
@@ -329,6 +342,25 @@ func (b *backoff) wait(ctx context.Context) {
 }
 
 // sleep waits for d or until ctx ends.
+// nudge ends the current or next pause (see wake).
+func (p *Projector) nudge() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pause waits for d, until ctx ends or until nudged.
+func (p *Projector) pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-p.wake:
+	}
+}
+
 func sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()

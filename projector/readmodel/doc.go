@@ -87,6 +87,9 @@
 //	                       names renders changed outside a batch (rebuild -render);
 //	                       "switch" when another generation became active or the read
 //	                       model vanished. Readers ignore words they do not know.
+//	sharesd:leases         pub/sub channel (sharded on a cluster): "changed" when a
+//	                       projector gave up leases or joined, so the others share
+//	                       the partitions again at once (FollowLeases)
 //	sharesd:{fence:N}      string  Redis Cluster only: a counter bumped on one
 //	                               master before WAIT (see Store.Apply); N is
 //	                               chosen so that the key lies on that master

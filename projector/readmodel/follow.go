@@ -199,22 +199,27 @@ func parseChanged(list string) []uint32 {
 	return ids
 }
 
-// announce queues msg on p. On a cluster it is a sharded PUBLISH
-// (SPUBLISH), which stays within the channel's shard where a PUBLISH would
-// be broadcast to every node.
+// announce queues msg on the announcements' channel on p (see publish).
 func (s *Store) announce(ctx context.Context, p redis.Cmdable, msg string) *redis.IntCmd {
-	if s.cluster() != nil {
-		return p.SPublish(ctx, appliedChannel(), msg)
-	}
-	return p.Publish(ctx, appliedChannel(), msg)
+	return s.publish(ctx, p, appliedChannel(), msg)
 }
 
-// subscribe subscribes to the announcements (see announce).
-func (s *Store) subscribe(ctx context.Context) *redis.PubSub {
-	if c := s.cluster(); c != nil {
-		return c.SSubscribe(ctx, appliedChannel())
+// publish queues msg on channel on p. On a cluster it is a sharded PUBLISH
+// (SPUBLISH), which stays within the channel's shard where a PUBLISH would
+// be broadcast to every node.
+func (s *Store) publish(ctx context.Context, p redis.Cmdable, channel, msg string) *redis.IntCmd {
+	if s.cluster() != nil {
+		return p.SPublish(ctx, channel, msg)
 	}
-	return s.rdb.Subscribe(ctx, appliedChannel())
+	return p.Publish(ctx, channel, msg)
+}
+
+// subscribe subscribes to channel (see publish).
+func (s *Store) subscribe(ctx context.Context, channel string) *redis.PubSub {
+	if c := s.cluster(); c != nil {
+		return c.SSubscribe(ctx, channel)
+	}
+	return s.rdb.Subscribe(ctx, channel)
 }
 
 // How FollowApplied watches its subscription. A subscription that has
@@ -258,7 +263,7 @@ func (s *Store) FollowApplied(ctx context.Context, f func(AppliedPos)) {
 // follow runs one subscription of FollowApplied until it fails, falls
 // silent or ctx ends, and reports whether it got live (reported a position).
 func (s *Store) follow(ctx context.Context, f func(AppliedPos)) (live bool) {
-	sub := s.subscribe(ctx)
+	sub := s.subscribe(ctx, appliedChannel())
 	defer sub.Close()
 	defer context.AfterFunc(ctx, func() { _ = sub.Close() })() // ends a blocked Receive
 	heard := time.Now()

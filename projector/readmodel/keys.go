@@ -15,6 +15,10 @@ func ctlKey() string { return prefix + "{meta}:ctl" }
 // position on, so readers waiting for ?minSeq need not poll.
 func appliedChannel() string { return prefix + "applied" }
 
+// leasesChannel is the pub/sub channel a projector tells the others on that
+// it gave up partition leases or joined (see Store.FollowLeases).
+func leasesChannel() string { return prefix + "leases" }
+
 // fenceKey is a counter the projector bumps on one master of a Redis
 // Cluster before it WAITs for a replica (see Store.replicated); n is chosen
 // so that the key hashes to a slot of that master.

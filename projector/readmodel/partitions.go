@@ -132,7 +132,59 @@ func (s *Store) ReleaseLeases(ctx context.Context, token string, parts []int, le
 	if leave {
 		l = "1"
 	}
-	return releaseLeases.Run(ctx, s.rdb, keys, token, l).Err()
+	if err := releaseLeases.Run(ctx, s.rdb, keys, token, l).Err(); err != nil {
+		return err
+	}
+	// A hint: without it the others find the leases free at their next
+	// renewal.
+	_ = s.AnnounceLeases(ctx)
+	return nil
+}
+
+// AnnounceLeases tells the projectors following the leases (FollowLeases)
+// that the partitions' owners or members changed: one gave up leases or
+// joined.
+func (s *Store) AnnounceLeases(ctx context.Context) error {
+	return s.publish(ctx, s.rdb, leasesChannel(), "changed").Err()
+}
+
+// FollowLeases calls f each time a projector announces that it gave up
+// leases or joined (AnnounceLeases), until ctx ends, subscribing again
+// after a failure. The announcements are hints that spare the projectors
+// waiting for their next renewal; one missed costs that wait and no more.
+// f is called from one goroutine.
+func (s *Store) FollowLeases(ctx context.Context, f func()) {
+	wait := followRetry
+	for ctx.Err() == nil {
+		if s.followLeases(ctx, f) {
+			wait = followRetry
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, followRetryLimit)
+	}
+}
+
+// followLeases runs one subscription of FollowLeases until it fails or ctx
+// ends, and reports whether it got subscribed.
+func (s *Store) followLeases(ctx context.Context, f func()) (subscribed bool) {
+	sub := s.subscribe(ctx, leasesChannel())
+	defer sub.Close()
+	defer context.AfterFunc(ctx, func() { _ = sub.Close() })() // ends a blocked Receive
+	for {
+		msg, err := sub.Receive(ctx)
+		if err != nil {
+			return subscribed
+		}
+		switch msg.(type) {
+		case *redis.Subscription:
+			subscribed = true
+		case *redis.Message:
+			f()
+		}
+	}
 }
 
 // LeaseOwners returns the token that holds each partition's lease ("" for
