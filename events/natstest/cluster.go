@@ -34,9 +34,9 @@ type Cluster struct {
 // LaunchCluster runs a JetStream cluster of n embedded servers (n ≥ 1; 3
 // for R3 streams) on free loopback ports, with routes between all of them,
 // each storing under its own directory in dir, and returns once JetStream
-// has a meta leader and every node is current. The caller stops it with
-// Close. StartCluster is LaunchCluster for a test; the benchmark uses
-// LaunchCluster. A launched cluster reports through its errors, not a
+// has a meta leader, every node is current and the leader sees every node
+// online (see WaitReady). The caller stops it with Close. StartCluster is
+// LaunchCluster for a test; the benchmark uses LaunchCluster. A launched cluster reports through its errors, not a
 // test: WaitReady, Restart and WaitStreamLeader are for StartCluster's.
 func LaunchCluster(n int, dir string) (*Cluster, error) {
 	ports := make([]int, 2*n) // client ports, then route ports
@@ -105,7 +105,8 @@ func (c *Cluster) Close() {
 }
 
 // WaitReady waits until every running node accepts connections, JetStream
-// has a meta leader and every node is current with it.
+// has a meta leader, every node is current with it and it sees every
+// running node online.
 func (c *Cluster) WaitReady() {
 	c.t.Helper()
 	if err := c.ready(); err != nil {
@@ -115,21 +116,31 @@ func (c *Cluster) WaitReady() {
 
 func (c *Cluster) ready() error {
 	err := polltest.Poll(20*time.Second, func() error {
-		leader := false
+		var leader *server.Server
+		running := 0
 		for i, s := range c.Servers {
 			if s == nil {
 				continue
 			}
+			running++
 			if !s.ReadyForConnections(10 * time.Millisecond) {
 				return fmt.Errorf("node %d not accepting connections", i+1)
 			}
 			if !s.JetStreamIsCurrent() {
 				return fmt.Errorf("node %d: jetstream not current", i+1)
 			}
-			leader = leader || s.JetStreamIsLeader()
+			if s.JetStreamIsLeader() {
+				leader = s
+			}
 		}
-		if !leader {
+		if leader == nil {
 			return errors.New("no jetstream meta leader")
+		}
+		// Placing a replicated stream needs the leader to know its peers
+		// online (with their stats), which it learns after it is elected:
+		// "no suitable peers for placement" until then.
+		if peers := leader.JetStreamClusterPeers(); len(peers) != running {
+			return fmt.Errorf("the jetstream meta leader sees %d peers online %q, want %d", len(peers), peers, running)
 		}
 		return nil
 	})
