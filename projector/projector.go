@@ -341,7 +341,6 @@ func (b *backoff) wait(ctx context.Context) {
 	sleep(ctx, b.cur)
 }
 
-// sleep waits for d or until ctx ends.
 // nudge ends the current or next pause (see wake).
 func (p *Projector) nudge() {
 	select {
@@ -351,21 +350,19 @@ func (p *Projector) nudge() {
 }
 
 // pause waits for d, until ctx ends or until nudged.
-func (p *Projector) pause(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	case <-p.wake:
-	}
-}
+func (p *Projector) pause(ctx context.Context, d time.Duration) { waitFor(ctx, d, p.wake) }
 
-func sleep(ctx context.Context, d time.Duration) {
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) { waitFor(ctx, d, nil) }
+
+// waitFor waits for d, until ctx ends or until wake delivers (a nil wake
+// never does).
+func waitFor(ctx context.Context, d time.Duration, wake <-chan struct{}) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 	case <-t.C:
+	case <-wake:
 	}
 }
