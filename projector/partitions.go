@@ -14,9 +14,9 @@ import (
 // This file shares the partitions among the running projectors. Each
 // projector renews a membership and the partition leases it holds every
 // LeaseTTL/3, and at once when another one announces that it gave up
-// leases or joined; from the members it works out its fair share (the partitions
-// divided by the members, the remainder going to the first in rank: see
-// share) and gives up or takes leases to reach it. Generation work — a
+// leases or joined; from the members it works out its fair share (the
+// partitions divided by the members, the remainder going to the first in
+// rank: see share) and gives up or takes leases to reach it. Generation work — a
 // build from nothing, a takeover from a rebuild, a rebuild after the stream
 // went backwards — needs every partition: the first member in rank
 // then takes them all and the others give theirs up until it is done.
