@@ -133,7 +133,7 @@ func TestKeyHashTakenOverAcrossPartitions(t *testing.T) {
 	e.waitOwners(t, 1)
 	// A projector that died holding the first creation's partition: its
 	// lease runs out after ttl.
-	const dead, ttl = "dead-projector", 5 * time.Second
+	const dead, ttl = "dead-projector", 8 * time.Second
 	if _, err := e.store.RenewLeases(ctx, dead, ttl); err != nil {
 		t.Fatal(err)
 	}
