@@ -16,6 +16,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/craftkit/sharesd/events/polltest"
 )
 
 // Launch runs an embedded NATS server with JetStream on host:port
@@ -123,6 +125,9 @@ func Start(t testing.TB, setup func(context.Context, jetstream.JetStream) error)
 // Publish publishes data on subject and returns its stream sequence. A
 // non-empty msgID is sent as the Nats-Msg-Id header, so the stream drops
 // a duplicate within its window and returns the first copy's sequence.
+// On a cluster a stream just created or moved to a new leader may have no
+// responders on the connection's node for a moment: Publish tries again
+// then (the message was not stored), for up to 10 s in all.
 func Publish(t testing.TB, js jetstream.JetStream, subject string, data []byte, msgID string) uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -131,9 +136,20 @@ func Publish(t testing.TB, js jetstream.JetStream, subject string, data []byte, 
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))
 	}
-	ack, err := js.Publish(ctx, subject, data, opts...)
+	var seq uint64
+	err := polltest.Poll(10*time.Second, func() error {
+		ack, err := js.Publish(ctx, subject, data, opts...)
+		switch {
+		case errors.Is(err, jetstream.ErrNoStreamResponse) && ctx.Err() == nil:
+			return err
+		case err != nil:
+			return polltest.Stop(err)
+		}
+		seq = ack.Sequence
+		return nil
+	})
 	if err != nil {
 		t.Fatalf("natstest: publish %s: %v", subject, err)
 	}
-	return ack.Sequence
+	return seq
 }
