@@ -9,8 +9,14 @@ import (
 )
 
 // A list's ETag is "ver.projectVer.tag": the render's list version, its
-// project's share-base version and a fingerprint of this server's
-// configuration (configTag), so it changes exactly when the body would.
+// project's share-base version, and a tag made of a fingerprint of this
+// server's configuration (configTag) followed by the list's salt (the
+// generation it was read from and the render's repairs: see
+// readmodel.Versions) in saltDigits base-36 digits. So it changes exactly
+// when the body would.
+
+// saltDigits is the width of a salt in an ETag: 36^7 > 2^32.
+const saltDigits = 7
 
 // configTag fingerprints what else shapes the body: the default share base.
 func configTag(cfg Config) string {
@@ -20,7 +26,19 @@ func configTag(cfg Config) string {
 }
 
 func etag(v readmodel.Versions, tag string) string {
-	return `"` + strconv.FormatUint(v.Ver, 10) + "." + strconv.FormatUint(v.ProjectVer, 10) + "." + tag + `"`
+	b := make([]byte, 0, 2*20+len(tag)+saltDigits+4)
+	b = append(b, '"')
+	b = strconv.AppendUint(b, v.Ver, 10)
+	b = append(b, '.')
+	b = strconv.AppendUint(b, v.ProjectVer, 10)
+	b = append(b, '.')
+	b = append(b, tag...)
+	salt := strconv.FormatUint(uint64(v.Salt), 36)
+	for range saltDigits - len(salt) {
+		b = append(b, '0')
+	}
+	b = append(b, salt...)
+	return string(append(b, '"'))
 }
 
 // ifNoneMatch is a request's If-None-Match header, read against the ETags
@@ -65,7 +83,7 @@ func (m ifNoneMatch) matches(v readmodel.Versions) bool {
 	for rest := m.header; rest != ""; {
 		var t string
 		t, rest, _ = strings.Cut(rest, ",")
-		if got, ok := parseETag(t, m.tag); ok && got.Ver == v.Ver && got.ProjectVer == v.ProjectVer {
+		if got, ok := parseETag(t, m.tag); ok && got == v {
 			return true
 		}
 	}
@@ -81,10 +99,14 @@ func parseETag(t, tag string) (readmodel.Versions, bool) {
 	}
 	ver, rest, ok1 := strings.Cut(t[1:len(t)-1], ".")
 	pver, got, ok2 := strings.Cut(rest, ".")
-	if !ok1 || !ok2 || got != tag {
+	salt, ok3 := strings.CutPrefix(got, tag)
+	if !ok1 || !ok2 || !ok3 || len(salt) != saltDigits || strings.ContainsFunc(salt, isUpper) {
 		return readmodel.Versions{}, false
 	}
 	v, err1 := strconv.ParseUint(ver, 10, 64)
 	pv, err2 := strconv.ParseUint(pver, 10, 64)
-	return readmodel.Versions{Ver: v, ProjectVer: pv}, err1 == nil && err2 == nil
+	s, err3 := strconv.ParseUint(salt, 36, 32)
+	return readmodel.Versions{Ver: v, ProjectVer: pv, Salt: uint32(s)}, err1 == nil && err2 == nil && err3 == nil
 }
+
+func isUpper(r rune) bool { return 'A' <= r && r <= 'Z' }

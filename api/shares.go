@@ -87,7 +87,7 @@ func (l *lister) fromRedis(r *http.Request, id, key string, minSeq uint64, inm i
 	if err != nil {
 		return cachedBody{}, nil, err
 	}
-	got := cachedBody{v: readmodel.Versions{Ver: list.Ver, ProjectVer: list.ProjectVer}, seq: list.Seq, stamp: st}
+	got := cachedBody{v: list.Versions(), seq: list.Seq, stamp: st}
 	var bp *[]byte
 	switch {
 	case cached.body != nil && cached.v == got.v: // NotModified, or the client's versions are the kept body's

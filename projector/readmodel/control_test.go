@@ -154,6 +154,15 @@ func TestSwapRender(t *testing.T) {
 		if l.Seq != ops[4].Seq {
 			t.Errorf("live seq %d, want %d", l.Seq, ops[4].Seq)
 		}
+		// The copy differs from what was live at the same list version
+		// (its last event, the view, changed both): the repair must still
+		// change the versions an ETag is made of.
+		if l.Ver != live.Ver {
+			t.Fatalf("the copy's list version %d, the live one's %d: the test wants them equal", l.Ver, live.Ver)
+		}
+		if l.Versions() == live.Versions() {
+			t.Errorf("versions %+v unchanged by the repair", l.Versions())
+		}
 		if keys := f.scanKeys(genPattern(scratch)); len(keys) != 0 {
 			t.Errorf("scratch keys left after the swap: %q", keys)
 		}

@@ -15,7 +15,9 @@
 //	                               it, kept only when other projects' events
 //	                               were held for it), lay (layout: "0", or the
 //	                               stream time at which a render of the earlier
-//	                               layout was converted, see below)
+//	                               layout was converted, see below), rep (how
+//	                               often rebuild -render repaired it: part of
+//	                               the ETag's salt)
 //	sharesd:G:{R}:recs     hash    shareId -> share record with its view count
 //	                               (compact binary, see record.go); List
 //	                               sorts them newest first, ties by id

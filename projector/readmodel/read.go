@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"iter"
 	"slices"
 	"strconv"
@@ -19,6 +20,7 @@ type List struct {
 	Seq         uint64 // the render's applied stream sequence
 	Ver         uint64 // sequence of the last event that changed the list
 	ProjectVer  uint64 // sequence of the last change to the project's share base
+	Salt        uint32 // fingerprint of the generation and the render's repairs (see Versions)
 	ShareBase   string // the project's share base, "" for the default
 	NotModified bool   // the caller's versions are current; no shares were read
 	packed      []byte
@@ -34,8 +36,12 @@ type Key struct {
 
 // Versions is what a caller already has of a render: the list and project
 // versions of its ETag, or Any (If-None-Match: *) for whatever exists.
+// Salt fingerprints what else the list depends on: the generation it was
+// read from and the render's repairs (rebuild -render), either of which
+// may change the list at the same versions.
 type Versions struct {
 	Ver, ProjectVer uint64
+	Salt            uint32
 	Any             bool
 }
 
@@ -56,12 +62,14 @@ func (s *Store) List(ctx context.Context, projectID, renderID string, have *Vers
 		res     any
 		proj    []any
 		listErr error
+		readGen string
 	)
 	err := s.resolve(ctx, func(p redis.Pipeliner, gen string) func() error {
 		read := evalsha(ctx, p, readRender, renderKeysOf(gen, renderID).read(), projectID, ifVer)
 		pc := p.HMGet(ctx, projectKey(gen, projectID), "base", "ver")
 		return func() error {
 			res, listErr = read.Result()
+			readGen = gen
 			proj = pc.Val()
 			return pc.Err()
 		}
@@ -75,29 +83,46 @@ func (s *Store) List(ctx context.Context, projectID, renderID string, have *Vers
 	if listErr != nil {
 		return nil, fmt.Errorf("list %s: %w", renderID, listErr)
 	}
-	l, read := listOf(res, proj)
+	l, read := listOf(res, proj, readGen)
 	switch {
 	case l == nil:
 		return nil, fmt.Errorf("list %s: unexpected reply %T", renderID, res)
-	case !read && (have.Any || have.ProjectVer == l.ProjectVer):
+	case !read && (have.Any || have.ProjectVer == l.ProjectVer && have.Salt == l.Salt):
 		l.NotModified = true
-	case !read: // the project changed but the render did not: read the shares
+	case !read: // the project, generation or repairs changed but the list version did not: read the shares
 		return s.List(ctx, projectID, renderID, nil)
-	case have != nil && have.Ver == l.Ver && have.ProjectVer == l.ProjectVer:
+	case have != nil && have.Ver == l.Ver && have.ProjectVer == l.ProjectVer && have.Salt == l.Salt:
 		l.NotModified = true
 	}
 	return l, nil
 }
 
-// listOf makes a List of readRender's reply and the project's base and
-// version, and reports whether the reply holds the shares. It returns nil
+// Versions returns the versions of l, for an ETag.
+func (l *List) Versions() Versions {
+	return Versions{Ver: l.Ver, ProjectVer: l.ProjectVer, Salt: l.Salt}
+}
+
+// salt fingerprints the generation gen and a render's repair count rep (see
+// Versions): FNV-1a.
+func salt(gen, rep string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(gen))
+	h.Write([]byte{0})
+	h.Write([]byte(rep))
+	return h.Sum32()
+}
+
+// listOf makes a List of readRender's reply from generation gen and the
+// project's base and version, and reports whether the reply holds the
+// shares. It returns nil
 // for a reply of another shape.
-func listOf(res any, proj []any) (*List, bool) {
+func listOf(res any, proj []any, gen string) (*List, bool) {
 	parts, _ := res.([]any)
 	if len(parts) < replyPacked {
 		return nil, false
 	}
-	l := &List{Seq: uintOf(parts[replySeq]), Ver: uintOf(parts[replyVer])}
+	rep, _ := parts[replyRep].(string)
+	l := &List{Seq: uintOf(parts[replySeq]), Ver: uintOf(parts[replyVer]), Salt: salt(gen, rep)}
 	if base, ok := proj[0].(string); ok {
 		l.ShareBase = base
 	}
@@ -145,11 +170,12 @@ func newestFirst(packed []byte) []byte {
 	return out
 }
 
-// The elements of readRender's reply: {project, seq, ver[, packed]}.
+// The elements of readRender's reply: {project, seq, ver, rep[, packed]}.
 const (
 	replySeq    = 1
 	replyVer    = 2
-	replyPacked = 3
+	replyRep    = 3
+	replyPacked = 4
 )
 
 // read is the keys readRender takes: render, recs, clicks, revoked.

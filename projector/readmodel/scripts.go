@@ -370,8 +370,9 @@ return out
 `)
 
 // readRender reads one render's list in one step. It returns nil when the
-// render is not listed in project, {project, seq, ver} when ver equals the
-// caller's (or the caller has "*"), else {project, seq, ver, packed} where
+// render is not listed in project, {project, seq, ver, rep} when ver equals
+// the caller's (or the caller has "*"), else {project, seq, ver, rep,
+// packed}, where rep counts the render's repairs (see swapRender) and
 // packed holds, per share in no particular order (the reader sorts them),
 // netstrings of id, record, the views clicks holds for it ("0" when none)
 // and its revocation ("-" when none). It reads renders of either layout.
@@ -379,10 +380,10 @@ return out
 //	KEYS  render, recs, clicks, revoked
 //	ARGV  projectId, ver the caller has ("" for none, "*" for any)
 var readRender = redis.NewScript(`
-local r = redis.call('HMGET', KEYS[1], 'project', 'seq', 'ver', 'listed', 'deleted')
+local r = redis.call('HMGET', KEYS[1], 'project', 'seq', 'ver', 'listed', 'deleted', 'rep')
 if not r[4] or r[5] or r[1] ~= ARGV[1] then return false end
-local ver = r[3] or '0'
-if ver == ARGV[2] or ARGV[2] == '*' then return {r[1], r[2], ver} end
+local ver, rep = r[3] or '0', r[6] or '0'
+if ver == ARGV[2] or ARGV[2] == '*' then return {r[1], r[2], ver, rep} end
 local recs = redis.call('HGETALL', KEYS[2])
 local function byID(key)
   local m, kv = {}, redis.call('HGETALL', key)
@@ -397,7 +398,7 @@ for i = 1, #recs, 2 do
   out[#out + 1] = #id .. ':' .. id .. #rec .. ':' .. rec .. #c .. ':' .. c
   if rv then out[#out + 1] = #rv .. ':' .. rv else out[#out + 1] = '-' end
 end
-return {r[1], r[2], ver, table.concat(out)}
+return {r[1], r[2], ver, rep, table.concat(out)}
 `)
 
 // activate makes ARGV[1] the active generation if the active one is still
@@ -415,7 +416,10 @@ return 1
 `)
 
 // swapRender moves a rebuilt render's scratch keys over the live ones if the
-// scratch copy has applied at least as far as the live one.
+// scratch copy has applied at least as far as the live one. The copy may
+// differ from the live keys at the same versions (it repairs them), so its
+// render hash counts one repair more than the live one ("rep"), which
+// changes the list's ETag.
 //
 //	KEYS  live keys (n), then scratch keys (n), the render hash first in each
 var swapRender = redis.NewScript(`
@@ -423,6 +427,9 @@ local n = #KEYS / 2
 local live = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
 local scratch = tonumber(redis.call('HGET', KEYS[n + 1], 'seq') or '0')
 if scratch < live then return live end
+if redis.call('EXISTS', KEYS[n + 1]) == 1 then
+  redis.call('HSET', KEYS[n + 1], 'rep', tonumber(redis.call('HGET', KEYS[1], 'rep') or '0') + 1)
+end
 for i = 1, n do
   if redis.call('EXISTS', KEYS[i + n]) == 1 then
     redis.call('RENAME', KEYS[i + n], KEYS[i])

@@ -423,9 +423,10 @@ func TestListNotModified(t *testing.T) {
 		have        Versions
 		notModified bool
 	}{
-		{"current versions", Versions{Ver: cur.Ver, ProjectVer: cur.ProjectVer}, true},
-		{"an old list version", Versions{Ver: cur.Ver - 1, ProjectVer: cur.ProjectVer}, false},
-		{"an old project version", Versions{Ver: cur.Ver, ProjectVer: cur.ProjectVer - 1}, false},
+		{"current versions", cur.Versions(), true},
+		{"an old list version", Versions{Ver: cur.Ver - 1, ProjectVer: cur.ProjectVer, Salt: cur.Salt}, false},
+		{"an old project version", Versions{Ver: cur.Ver, ProjectVer: cur.ProjectVer - 1, Salt: cur.Salt}, false},
+		{"another generation or repair (salt)", Versions{Ver: cur.Ver, ProjectVer: cur.ProjectVer, Salt: cur.Salt + 1}, false},
 		{"both old", Versions{}, false},
 		{"any (If-None-Match: *)", Versions{Any: true}, true},
 	}
@@ -441,8 +442,8 @@ func TestListNotModified(t *testing.T) {
 			if n := l.Len(); tt.notModified && n != 0 || !tt.notModified && n != 1 {
 				t.Errorf("Len = %d: a not-modified list reads no shares, another reads them all", n)
 			}
-			if l.Seq != cur.Seq || l.Ver != cur.Ver || l.ProjectVer != cur.ProjectVer {
-				t.Errorf("versions %d/%d/%d, want %d/%d/%d", l.Seq, l.Ver, l.ProjectVer, cur.Seq, cur.Ver, cur.ProjectVer)
+			if l.Seq != cur.Seq || l.Versions() != cur.Versions() {
+				t.Errorf("versions %d/%+v, want %d/%+v", l.Seq, l.Versions(), cur.Seq, cur.Versions())
 			}
 		})
 	}
