@@ -14,6 +14,23 @@ import (
 
 // newClusterFixture is newFixture on a Redis Cluster of three masters with
 // a replica each.
+// onNodeAndCluster runs test in parallel subtests, on a single Redis node
+// and on a Redis Cluster.
+func onNodeAndCluster(t *testing.T, test func(t *testing.T, f *fixture)) {
+	for _, tt := range []struct {
+		name    string
+		fixture func(t *testing.T) *fixture
+	}{
+		{"single node", func(t *testing.T) *fixture { return newFixture(t, 0) }},
+		{"cluster", func(t *testing.T) *fixture { f, _ := newClusterFixture(t); return f }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, tt.fixture(t))
+		})
+	}
+}
+
 func newClusterFixture(t testing.TB) (*fixture, *redistest.Cluster) {
 	t.Helper()
 	c := redistest.StartCluster(t)

@@ -204,22 +204,13 @@ func TestFollowAppliedSilent(t *testing.T) {
 // quiet projector does not empty the readers' caches.
 func TestFollowAppliedQuietStaysLive(t *testing.T) {
 	t.Parallel()
-	for _, tt := range []struct {
-		name    string
-		fixture func(t *testing.T) *fixture
-	}{
-		{"single node", func(t *testing.T) *fixture { return newFixture(t, 0) }},
-		{"cluster", func(t *testing.T) *fixture { f, _ := newClusterFixture(t); return f }},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			positions := tt.fixture(t).follow()
-			next(t, positions)
-			select {
-			case a := <-positions:
-				t.Fatalf("quiet subscription: reported %+v, want nothing", a)
-			case <-time.After(4 * followSilence):
-			}
-		})
-	}
+	onNodeAndCluster(t, func(t *testing.T, f *fixture) {
+		positions := f.follow()
+		next(t, positions)
+		select {
+		case a := <-positions:
+			t.Fatalf("quiet subscription: reported %+v, want nothing", a)
+		case <-time.After(4 * followSilence):
+		}
+	})
 }

@@ -78,41 +78,31 @@ func TestPartitionLeases(t *testing.T) {
 // followers, on a single node and on a cluster (sharded pub/sub).
 func TestFollowLeases(t *testing.T) {
 	t.Parallel()
-	for _, tt := range []struct {
-		name    string
-		fixture func(t *testing.T) *fixture
-	}{
-		{"single node", func(t *testing.T) *fixture { return newFixture(t, 0) }},
-		{"cluster", func(t *testing.T) *fixture { f, _ := newClusterFixture(t); return f }},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			f := tt.fixture(t)
-			ctx, cancel := context.WithCancel(context.Background())
-			t.Cleanup(cancel)
-			told := make(chan struct{}, 10)
-			go f.store.FollowLeases(ctx, func() { told <- struct{}{} })
-			heard := func(what string, do func() error) {
-				t.Helper()
-				// Until the subscription is in place an announcement is
-				// lost, so announce again until one is heard.
-				polltest.WaitFor(t, 10*time.Second, func() error {
-					if err := do(); err != nil {
-						return polltest.Stop(err)
-					}
-					select {
-					case <-told:
-						return nil
-					case <-time.After(50 * time.Millisecond):
-						return fmt.Errorf("%s: no announcement heard", what)
-					}
-				})
-			}
-			heard("join", func() error { return f.store.AnnounceLeases(ctx) })
-			if _, err := f.store.ClaimLeases(ctx, "p1", time.Minute, 1); err != nil {
-				t.Fatal(err)
-			}
-			heard("release", func() error { return f.store.ReleaseLeases(ctx, "p1", nil, true) })
-		})
-	}
+	onNodeAndCluster(t, func(t *testing.T, f *fixture) {
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		told := make(chan struct{}, 10)
+		go f.store.FollowLeases(ctx, func() { told <- struct{}{} })
+		heard := func(what string, do func() error) {
+			t.Helper()
+			// Until the subscription is in place an announcement is
+			// lost, so announce again until one is heard.
+			polltest.WaitFor(t, 10*time.Second, func() error {
+				if err := do(); err != nil {
+					return polltest.Stop(err)
+				}
+				select {
+				case <-told:
+					return nil
+				case <-time.After(50 * time.Millisecond):
+					return fmt.Errorf("%s: no announcement heard", what)
+				}
+			})
+		}
+		heard("join", func() error { return f.store.AnnounceLeases(ctx) })
+		if _, err := f.store.ClaimLeases(ctx, "p1", time.Minute, 1); err != nil {
+			t.Fatal(err)
+		}
+		heard("release", func() error { return f.store.ReleaseLeases(ctx, "p1", nil, true) })
+	})
 }
