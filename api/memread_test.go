@@ -164,6 +164,22 @@ func TestMemoryReadMetrics(t *testing.T) {
 	}
 }
 
+// switchTo writes ops into a new generation without announcing them, as a
+// rebuild does, activates it in place of w's and waits until f has heard
+// of the switch.
+func switchTo(t *testing.T, w *world, f *follower, ops []readmodel.Op) {
+	t.Helper()
+	gen := readmodel.NewGen(time.Now().Add(time.Second))
+	ctx := context.Background()
+	if _, _, err := w.store.Apply(ctx, gen, ops, ops[len(ops)-1].Seq, false); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := w.store.Activate(ctx, gen, w.gen); err != nil || !ok {
+		t.Fatalf("activate: ok=%v err=%v", ok, err)
+	}
+	f.wait(t, "the switch", func(a readmodel.AppliedPos) bool { return a.Switched })
+}
+
 // TestMemoryReadSwitch checks that a generation switch (a rebuild
 // activated with Store.Activate) is visible on the first request after it
 // is announced, though the render's versions in the new generation are
@@ -176,17 +192,8 @@ func TestMemoryReadSwitch(t *testing.T) {
 	oldTag := get(t, f.srv, renderA, liveKey).header.Get("ETag")
 	// The new generation holds one more view than the old, applied
 	// without an announcement, as a rebuild writes.
-	gen := readmodel.NewGen(time.Now().Add(time.Second))
-	ctx := context.Background()
-	keys := w.ops(eventstest.APIKeyCreated(projectA, "key_live", liveKey, "live"), eventstest.RenderCreated(projectA, renderA),
-		eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), eventstest.ShareViewed(projectA, renderA, "s1"))
-	if _, _, err := w.store.Apply(ctx, gen, keys, keys[len(keys)-1].Seq, false); err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := w.store.Activate(ctx, gen, w.gen); err != nil || !ok {
-		t.Fatalf("activate: ok=%v err=%v", ok, err)
-	}
-	f.wait(t, "the switch", func(a readmodel.AppliedPos) bool { return a.Switched })
+	switchTo(t, w, f, w.ops(eventstest.APIKeyCreated(projectA, "key_live", liveKey, "live"), eventstest.RenderCreated(projectA, renderA),
+		eventstest.ShareCreated(projectA, renderA, "s1", "2026-06-05T10:00:00Z"), eventstest.ShareViewed(projectA, renderA, "s1")))
 	shares := get(t, f.srv, renderA, liveKey, "If-None-Match: "+oldTag).shares(t) // a 304 has no shares
 	if len(shares) != 1 || shares[0].ClickCount != 1 {
 		t.Fatalf("after the switch, with the ETag from before: %+v, want s1 with 1 view (the new generation)", shares)
@@ -427,16 +434,7 @@ func TestETagAfterRebuild(t *testing.T) {
 	if s := before.shares(t); s[0].ClickCount != 2 {
 		t.Fatalf("before: %+v, want 2 views", s)
 	}
-	gen := readmodel.NewGen(time.Now().Add(time.Second))
-	ctx := context.Background()
-	rebuilt := slices.Delete(slices.Clone(ops), 3, 4) // the same list version: the last view is there
-	if _, _, err := w.store.Apply(ctx, gen, rebuilt, rebuilt[len(rebuilt)-1].Seq, false); err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := w.store.Activate(ctx, gen, w.gen); err != nil || !ok {
-		t.Fatalf("activate: ok=%v err=%v", ok, err)
-	}
-	f.wait(t, "the switch", func(a readmodel.AppliedPos) bool { return a.Switched })
+	switchTo(t, w, f, slices.Delete(slices.Clone(ops), 3, 4)) // the same list version: the last view is there
 	after := get(t, f.srv, renderA, liveKey, "If-None-Match: "+before.header.Get("ETag"))
 	if s := after.shares(t); s[0].ClickCount != 1 { // a 304 fails here: it has no shares
 		t.Fatalf("after: %+v, want 1 view (the rebuilt generation)", s)
