@@ -7,9 +7,10 @@ import "github.com/redis/go-redis/v9"
 // redelivery after a crash, a replay) changes nothing the second time. A
 // dedupe table or seen set is trimmed by stream time on every write and
 // expires an hour past the horizon after its last write, so a render that
-// goes quiet does not keep its digests forever. A redelivered event of another project answers
-// StaleMismatch rather than Stale, so its dead letter is not lost when the
-// first copy never made it. Script replies are outcomes (see Outcome).
+// goes quiet does not keep its digests forever. A redelivered event of
+// another project answers StaleMismatch rather than Stale, so its dead
+// letter is not lost when the first copy never made it. Script replies are
+// outcomes (see Outcome).
 
 // applyRender applies one render or share event.
 //
